@@ -1,0 +1,33 @@
+"""One error family for zskit: every message says what went wrong and what to do next."""
+
+from __future__ import annotations
+
+
+class ZskitError(Exception):
+    """Base class of every error zskit raises on purpose."""
+
+
+class AudioLoadError(ZskitError):
+    """An audio file could not be read, or held audio zskit cannot use."""
+
+
+class ConfigError(ZskitError, ValueError):
+    """An argument or configuration value is out of range or unknown."""
+
+
+class DataError(ZskitError):
+    """A data set, manifest or corpus is missing, incomplete or malformed."""
+
+
+class DependencyError(ZskitError, ImportError):
+    """An optional package that this feature needs is not installed."""
+
+
+class NotebookError(ZskitError):
+    """A notebook failed to run or broke the notebook contract."""
+
+
+def missing_dependency(package: str, feature: str, install: str | None = None) -> DependencyError:
+    """The error to raise when ``package`` is needed for ``feature`` but is not importable."""
+    cmd = install or f'pip install "{package}"'
+    return DependencyError(f"{feature} needs the package '{package}', which is not installed. Install it with: {cmd}")
