@@ -1,0 +1,392 @@
+"""zskit.data.download against a local HTTP server on 127.0.0.1 (no internet needed)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import socket
+import tarfile
+import threading
+import zipfile
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from zskit.data import download as dl
+from zskit.data.download import (
+    ChecksumError,
+    DownloadError,
+    RemoteFile,
+    UnsafeArchiveError,
+    cache_dir,
+    download,
+    download_and_extract,
+    extract,
+)
+from zskit.errors import ConfigError, DataError
+
+PAYLOAD = bytes(range(256)) * 800  # 204,800 bytes: several read chunks
+SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+@dataclass
+class Behaviour:
+    """What the test server does; tests change it between calls."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    cut_after: int | None = None  # close the connection after this many body bytes (once)
+    ignore_range: bool = False
+    corrupt: bool = False
+    requests: list[tuple[str, str | None]] = field(default_factory=list)
+
+
+class Server:
+    def __init__(self) -> None:
+        self.behaviour = Behaviour(files={"/data.bin": PAYLOAD})
+        behaviour = self.behaviour
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:
+                rng = self.headers.get("Range")
+                behaviour.requests.append((self.path, rng))
+                body = behaviour.files.get(self.path)
+                if body is None:
+                    self.send_error(404)
+                    return
+                if behaviour.corrupt:
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                start = 0
+                if rng and not behaviour.ignore_range:
+                    start = int(rng.removeprefix("bytes=").split("-")[0])
+                    if start >= len(body):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(body)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                chunk = body[start:]
+                self.send_header("Content-Length", str(len(chunk)))
+                self.end_headers()
+                if behaviour.cut_after is not None:
+                    chunk, behaviour.cut_after = chunk[: behaviour.cut_after], None
+                    self.close_connection = True
+                self.wfile.write(chunk)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def url(self, path: str = "/data.bin") -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def server():
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+def _get(url: str, dest: Path, **kwargs) -> Path:
+    kwargs.setdefault("sha256", SHA)
+    return download(url, dest, progress=False, timeout=5, **kwargs)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------- cache dir and RemoteFile
+
+
+def test_cache_dir_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("ZSKIT_CACHE", str(tmp_path / "c"))
+    assert cache_dir() == tmp_path / "c", "ZSKIT_CACHE must win"
+    monkeypatch.delenv("ZSKIT_CACHE")
+    monkeypatch.setenv("ZSKIT_DATA", str(tmp_path / "d"))
+    assert cache_dir() == tmp_path / "d" / "downloads", "default is data_root()/downloads"
+
+
+def test_remote_file_name_and_validation():
+    rf = RemoteFile("https://host/a/b%20c.zip?download=1", sha256=SHA.upper(), mirrors=["http://m/x"])
+    assert rf.name == "b c.zip", f"name from URL path, unquoted, without query: {rf.name!r}"
+    assert rf.sha256 == SHA, "digest should be normalised to lower case"
+    assert rf.urls == ("https://host/a/b%20c.zip?download=1", "http://m/x")
+    with pytest.raises(ConfigError, match="sha256"):
+        RemoteFile("https://host/x", sha256="abc")
+    with pytest.raises(ConfigError, match="filename"):
+        RemoteFile("https://host/")
+    with pytest.raises(ConfigError, match="retries"):
+        download("https://host/x", "/nonexistent", retries=0)
+
+
+# ---------------------------------------------------------------- downloads
+
+
+def test_normal_download(server, tmp_path):
+    out = _get(server.url(), tmp_path)
+    assert out == tmp_path / "data.bin"
+    assert out.read_bytes() == PAYLOAD, "downloaded bytes differ from the served ones"
+    assert not (tmp_path / "data.bin.part").exists(), ".part must be renamed away"
+    assert server.behaviour.requests == [("/data.bin", None)], server.behaviour.requests
+
+
+def test_md5_and_remote_file(server, tmp_path):
+    rf = RemoteFile(server.url(), md5=hashlib.md5(PAYLOAD).hexdigest(), filename="renamed.bin")
+    out = download(rf, tmp_path, progress=False)
+    assert out.name == "renamed.bin" and out.read_bytes() == PAYLOAD
+
+
+def test_interrupted_download_resumes(server, tmp_path):
+    server.behaviour.cut_after = 50_000
+    with pytest.raises(DownloadError) as info:
+        _get(server.url(), tmp_path, retries=1)
+    part = tmp_path / "data.bin.part"
+    assert part.is_file(), "the partial file must be kept for resuming"
+    n = part.stat().st_size
+    assert 0 < n < len(PAYLOAD), f"part has {n} bytes"
+    assert str(part) in str(info.value), "message should say the partial file is kept"
+    assert not (tmp_path / "data.bin").exists()
+
+    out = _get(server.url(), tmp_path)
+    assert out.read_bytes() == PAYLOAD
+    assert server.behaviour.requests[-1] == ("/data.bin", f"bytes={n}-"), server.behaviour.requests
+    assert not part.exists()
+
+
+def test_retry_within_one_call_resumes(server, tmp_path):
+    server.behaviour.cut_after = 70_000
+    out = _get(server.url(), tmp_path, retries=2)
+    assert out.read_bytes() == PAYLOAD
+    ranges = [r for _, r in server.behaviour.requests]
+    assert ranges == [None, "bytes=70000-"], ranges
+
+
+def test_server_ignoring_range_restarts(server, tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(b"garbage that is not the file's start")
+    server.behaviour.ignore_range = True
+    out = _get(server.url(), tmp_path)
+    assert out.read_bytes() == PAYLOAD, "a 200 answer to a Range request must restart from zero"
+    assert server.behaviour.requests[0][1] is not None, "a Range request should have been sent"
+
+
+def test_complete_part_gets_416_and_is_used(server, tmp_path):
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD)
+    out = _get(server.url(), tmp_path)
+    assert out.read_bytes() == PAYLOAD
+    assert server.behaviour.requests == [("/data.bin", f"bytes={len(PAYLOAD)}-")]
+
+
+def test_corrupted_download_rejected(server, tmp_path):
+    server.behaviour.corrupt = True
+    with pytest.raises(ChecksumError) as info:
+        _get(server.url(), tmp_path)
+    msg = str(info.value)
+    actual = hashlib.sha256(bytes([PAYLOAD[0] ^ 0xFF]) + PAYLOAD[1:]).hexdigest()
+    for needle in (server.url(), SHA, actual):
+        assert needle in msg, f"{needle!r} missing from: {msg}"
+    assert isinstance(info.value, DataError)
+    assert list(tmp_path.iterdir()) == [], f"nothing may be kept: {list(tmp_path.iterdir())}"
+
+
+def test_present_file_not_downloaded_again(server, tmp_path, monkeypatch):
+    _get(server.url(), tmp_path)
+    n = len(server.behaviour.requests)
+    hashed = []
+    real = dl._file_digests
+    monkeypatch.setattr(dl, "_file_digests", lambda p: hashed.append(p) or real(p))
+    assert _get(server.url(), tmp_path).read_bytes() == PAYLOAD
+    assert len(server.behaviour.requests) == n, "a verified file must not be fetched again"
+    assert hashed == [], "the sidecar should spare re-hashing an unchanged file"
+
+    by_hand = tmp_path / "hand"
+    by_hand.mkdir()
+    (by_hand / "data.bin").write_bytes(PAYLOAD)
+    assert _get(server.url(), by_hand).read_bytes() == PAYLOAD
+    assert len(server.behaviour.requests) == n, "a file put in place by hand must be used"
+    assert len(hashed) == 1, "a file without sidecar is hashed once"
+
+
+def test_stale_file_replaced(server, tmp_path):
+    (tmp_path / "data.bin").write_bytes(b"old version")
+    out = _get(server.url(), tmp_path)
+    assert out.read_bytes() == PAYLOAD, "a present file with the wrong checksum must be replaced"
+    assert len(server.behaviour.requests) == 1
+
+
+def test_unreachable_url(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}/x.zip"
+    with pytest.raises(DownloadError) as info:
+        download(url, tmp_path, sha256=SHA, progress=False, timeout=2, retries=1)
+    msg = str(info.value)
+    for needle in (url, str(tmp_path / "x.zip"), SHA):
+        assert needle in msg, f"{needle!r} missing from: {msg}"
+
+
+def test_http_404_then_mirror(server, tmp_path):
+    with pytest.raises(DownloadError, match="404"):
+        _get(server.url("/missing.bin"), tmp_path)
+    assert len(server.behaviour.requests) == 1, "a 404 must not be retried"
+    rf = RemoteFile(server.url("/missing.bin"), sha256=SHA, filename="data.bin",
+                    mirrors=(server.url(),))
+    assert download(rf, tmp_path, progress=False).read_bytes() == PAYLOAD
+
+
+# ---------------------------------------------------------------- extraction
+
+GOOD = {"a.txt": b"alpha", "sub/b.txt": b"beta" * 100}
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name), data)
+    return path
+
+
+def _tar(path: Path, members: list[tuple[str, bytes | None, str | None]]) -> Path:
+    """(name, data, symlink target): data for files, target for symlinks."""
+    comp = {".gz": "gz", ".xz": "xz", ".bz2": "bz2"}.get(path.suffix, "")
+    with tarfile.open(path, f"w:{comp}") as tf:
+        for name, data, link in members:
+            info = tarfile.TarInfo(name)
+            if link is not None:
+                info.type, info.linkname = tarfile.SYMTYPE, link
+                tf.addfile(info)
+            else:
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in root.rglob("*")
+        if p.is_file() and p.name != ".zskit-extracted"
+    }
+
+
+# 3.12/3.13 warn about tar extraction without a filter, which the forced fallback path does
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.parametrize("kind", ["zip", "tar.gz", "tar.xz", "tar", "tar.bz2-no-filter"])
+def test_good_archives_extract_once(tmp_path, monkeypatch, kind):
+    if kind.endswith("-no-filter"):
+        kind = kind.removesuffix("-no-filter")
+        monkeypatch.setattr(dl, "_HAS_TAR_FILTERS", False)
+    if kind == "zip":
+        archive = _zip(tmp_path / "good.zip", GOOD)
+    else:
+        archive = _tar(tmp_path / f"good.{kind}", [(n, d, None) for n, d in GOOD.items()])
+    dest = extract(archive, tmp_path / "out")
+    assert dest == tmp_path / "out"
+    assert _tree(dest) == GOOD, "extracted files differ from the archive's"
+    (dest / "a.txt").write_bytes(b"edited")
+    archive.unlink()
+    assert extract(archive, dest) == dest, "second call must return at once"
+    assert (dest / "a.txt").read_bytes() == b"edited", "second call must not re-extract"
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert leftovers == [], leftovers
+
+
+def _unsafe_zip(tmp_path: Path, name: str) -> Path:
+    return _zip(tmp_path / "bad.zip", {"ok.txt": b"fine", name: b"evil"})
+
+
+@pytest.mark.parametrize("name", ["../evil.txt", "a/../../evil.txt", "/evil.txt"])
+def test_malicious_zip(tmp_path, name):
+    archive = _unsafe_zip(tmp_path, name)
+    work = tmp_path / "work"
+    work.mkdir()
+    with pytest.raises(UnsafeArchiveError) as info:
+        extract(archive, work / "out")
+    assert name in str(info.value), f"message should name the member: {info.value}"
+    assert sorted(os.listdir(work)) == [], f"nothing may remain: {os.listdir(work)}"
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_malicious_tar_absolute(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = outside / "abs.txt"
+    archive = _tar(tmp_path / "bad.tar.gz", [("ok.txt", b"x", None), (str(target), b"evil", None)])
+    with pytest.raises(UnsafeArchiveError, match="abs.txt"):
+        extract(archive, tmp_path / "work" / "out")
+    assert not target.exists()
+    assert os.listdir(tmp_path / "work") == []
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        [("link", None, "../../outside"), ("link/evil.txt", b"evil", None)],
+        [("link", None, "ABSOLUTE"), ("link/evil.txt", b"evil", None)],
+        # each link looks harmless textually; through the first one the second escapes
+        [("p/q/r", None, "../.."), ("p/q/r/s", None, "../../../outside"),
+         ("s/evil.txt", b"evil", None)],
+    ],
+    ids=["relative", "absolute", "chain"],
+)
+@pytest.mark.parametrize("stdlib_filter", [True, False], ids=["data_filter", "own_checks"])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_malicious_tar_symlink(tmp_path, monkeypatch, members, stdlib_filter):
+    if not stdlib_filter:  # the path taken on a Python without tarfile extraction filters
+        monkeypatch.setattr(dl, "_HAS_TAR_FILTERS", False)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    members = [(n, d, str(outside) if t == "ABSOLUTE" else t) for n, d, t in members]
+    archive = _tar(tmp_path / "bad.tar", members)
+    work = tmp_path / "work"
+    with pytest.raises(UnsafeArchiveError, match="links to"):
+        extract(archive, work / "out")
+    assert os.listdir(outside) == [], f"written outside dest: {os.listdir(outside)}"
+    assert os.listdir(work) == [], f"temporary folder left behind: {os.listdir(work)}"
+
+
+def test_extract_refuses_foreign_or_damaged(tmp_path):
+    junk = tmp_path / "junk.zip"
+    junk.write_bytes(b"not an archive at all")
+    with pytest.raises(DataError, match="junk.zip"):
+        extract(junk, tmp_path / "j")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "mine.txt").write_text("user data")
+    with pytest.raises(DataError, match="busy"):
+        extract(_zip(tmp_path / "g.zip", GOOD), busy)
+    assert (busy / "mine.txt").read_text() == "user data", "existing data must be left alone"
+
+
+def test_download_and_extract(server, tmp_path):
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in GOOD.items():
+            zf.writestr(name, data)
+    server.behaviour.files["/pack.zip"] = buf.getvalue()
+    rf = RemoteFile(server.url("/pack.zip"), sha256=hashlib.sha256(buf.getvalue()).hexdigest())
+    dest = download_and_extract(rf, archive_dir=tmp_path, progress=False)
+    assert dest == tmp_path / "pack"
+    assert _tree(dest) == GOOD
+    (tmp_path / "pack.zip").unlink()
+    n = len(server.behaviour.requests)
+    assert download_and_extract(rf, archive_dir=tmp_path, progress=False) == dest
+    assert len(server.behaviour.requests) == n, "a finished extraction needs no network"

@@ -1,0 +1,46 @@
+"""The README's three commands are the ones CI runs, and the files they name exist."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> dict[str, str]:
+    """The `command` cell of each row of the README's "Three commands" table."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Three commands", 1)[1].split("\n## ", 1)[0]
+    rows = re.findall(r"^\| (set up|main job|tests) \| `([^`]+)` \|", section, re.M)
+    return dict(rows)
+
+
+def test_readme_has_three_commands():
+    cmds = readme_commands()
+    assert set(cmds) == {"set up", "main job", "tests"}, f"README table rows found: {sorted(cmds)}"
+
+
+def test_ci_runs_exactly_the_readme_setup_and_test_commands():
+    cmds = readme_commands()
+    ci_lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    ci_commands = [ln for ln in ci_lines if ln and not ln.startswith(("#", "set ", "cd "))]
+    assert ci_commands == [cmds["set up"], cmds["tests"]], (
+        ".ci/run must run the README's set-up command and then its test command, nothing else; "
+        f"it runs {ci_commands}"
+    )
+
+
+def test_setup_installs_the_lock_file_that_pins_torch():
+    cmds = readme_commands()
+    lock = re.search(r"-r (\S+)", cmds["set up"]).group(1)
+    pins = (ROOT / lock).read_text()
+    assert re.search(r"^torch==2\.11\.0$", pins, re.M), f"{lock} must pin the tested torch"
+    assert re.search(r"^torchaudio==2\.11\.0$", pins, re.M), f"{lock} must pin the tested torchaudio"
+    assert "pyaudio" not in pins.lower().replace("drops `pyaudio`", ""), f"{lock} must not pull pyaudio"
+
+
+def test_no_timing_placeholders_left_in_readme():
+    text = (ROOT / "README.md").read_text()
+    left = re.findall(r"\b(?:TIME|STATUS|SYNTH)_[A-Z0-9_]+\b", text)
+    assert not left, f"README still has placeholders {left}: measure and fill them in"
