@@ -1,0 +1,517 @@
+"""Spectrogram front ends as ``nn.Module``s configured by frozen dataclasses.
+
+Three front ends, each batched and device-agnostic (filter banks and windows are non-persistent
+buffers that move with ``.to(device)``; no numpy in ``forward``):
+
+- ``LogMel(LogMelConfig)``: waveforms ``(..., T)`` -> log-mel ``(..., n_mels, frames)``.
+  Presets for PaSST, PANNs CNN14 (32 kHz and 16 kHz), paper 4's retrieval system, YAMNet and VGGish.
+- ``KaldiFbank(KaldiFbankConfig)``: AST's Kaldi-compatible filter bank, ``(B, T)`` ->
+  ``(B, frames, n_mels)`` (time first, as AST expects), padded or cut to ``target_length`` frames and
+  normalised with the data set's statistics.
+- ``LinearSpectrogram(LinearSpectrogramConfig)``: linear-frequency (log-)magnitude spectrogram
+  ``(..., n_fft // 2 + 1, frames)`` for paper 5.
+
+``build_frontend(cfg)`` returns the module that matches a config.
+
+Framing convention of ``LogMel`` and ``LinearSpectrogram``: with ``center=True`` frame ``t`` is
+centred on sample ``t * hop_length`` after padding ``n_fft // 2`` samples on each side, exactly as
+``torch.stft`` and ``librosa`` do (``1 + T // hop_length`` frames). With ``center=False`` a frame is
+``win_length`` samples starting at ``t * hop_length``, zero-padded to ``n_fft`` for the FFT, as in
+TensorFlow's ``tf.signal.stft``, Kaldi and VGGish/YAMNet (``1 + (T - win_length) // hop_length``
+frames); ``librosa``/``torch`` with ``center=False`` differ from this only when
+``win_length < n_fft``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import torch
+import torchaudio
+from torch import nn
+
+from zskit.errors import ConfigError
+
+__all__ = [
+    "LOGMEL_PRESETS",
+    "KaldiFbank",
+    "KaldiFbankConfig",
+    "LinearSpectrogram",
+    "LinearSpectrogramConfig",
+    "LogMel",
+    "LogMelConfig",
+    "build_frontend",
+    "mel_filterbank",
+]
+
+_WINDOWS = ("hann", "hamming")
+_PAD_MODES = ("reflect", "constant")
+_MEL_SCALES = ("htk", "slaney", "kaldi")
+
+
+def _check_choice(name: str, value: object, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not supported; choose one of {choices}.")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name}={value!r} must be positive; pass a value > 0.")
+
+
+def _check_stft(sample_rate: int, n_fft: int, win_length: int | None, hop_length: int,
+                window: str, pad_mode: str) -> None:
+    for name, value in (("sample_rate", sample_rate), ("n_fft", n_fft), ("hop_length", hop_length)):
+        _check_positive(name, value)
+    if win_length is not None and not 0 < win_length <= n_fft:
+        raise ConfigError(
+            f"win_length={win_length} must lie in 1..n_fft={n_fft}; raise n_fft or shorten the window."
+        )
+    _check_choice("window", window, _WINDOWS)
+    _check_choice("pad_mode", pad_mode, _PAD_MODES)
+
+
+@dataclass(frozen=True)
+class LogMelConfig:
+    """Settings of a log-mel front end; change fields with ``dataclasses.replace``.
+
+    ``mel_scale``: ``'slaney'`` or ``'htk'`` give librosa/torchaudio filters (triangles linear in
+    Hz between mel-spaced edges); ``'kaldi'`` gives triangles linear in the HTK mel domain, as in
+    Kaldi, TensorFlow's ``linear_to_mel_weight_matrix`` (VGGish, YAMNet) and PaSST.
+    ``log``: ``'log'`` is ``ln(mel + log_offset)``; ``'db'`` is ``(20 / power) * log10(max(mel,
+    amin))`` minus the same of ``ref``, floored at ``max - top_db`` per example when ``top_db`` is
+    set (librosa's ``power_to_db`` for ``power=2``); ``'none'`` keeps the linear mel energies.
+    The result is finally standardised as ``(x - norm_mean) / norm_std``.
+    ``preemphasis > 0`` applies ``y[n] = x[n + 1] - c * x[n]`` first (PaSST), dropping one sample.
+    """
+
+    sample_rate: int = 32000
+    n_fft: int = 1024
+    win_length: int | None = None  # None: n_fft
+    hop_length: int = 320
+    n_mels: int = 128
+    f_min: float = 0.0
+    f_max: float | None = None  # None: sample_rate / 2
+    window: str = "hann"  # 'hann' | 'hamming'
+    periodic: bool = True  # periodic (FFT) window; False: symmetric
+    center: bool = True
+    pad_mode: str = "reflect"  # 'reflect' | 'constant' (used when center=True)
+    power: float = 2.0  # 1: magnitude, 2: power
+    preemphasis: float = 0.0
+    mel_scale: str = "slaney"  # 'htk' | 'slaney' | 'kaldi'
+    mel_norm: str | None = "slaney"  # None | 'slaney' (area normalisation; not with 'kaldi')
+    log: str = "log"  # 'log' | 'db' | 'none'
+    log_offset: float = 1e-5
+    amin: float = 1e-10
+    ref: float = 1.0
+    top_db: float | None = None
+    norm_mean: float = 0.0
+    norm_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_stft(self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.window,
+                    self.pad_mode)
+        _check_positive("n_mels", self.n_mels)
+        _check_positive("power", self.power)
+        _check_positive("norm_std", self.norm_std)
+        _check_choice("mel_scale", self.mel_scale, _MEL_SCALES)
+        _check_choice("mel_norm", self.mel_norm, (None, "slaney"))
+        _check_choice("log", self.log, ("log", "db", "none"))
+        if self.mel_scale == "kaldi" and self.mel_norm is not None:
+            raise ConfigError("mel_scale='kaldi' has no area normalisation; set mel_norm=None.")
+        if not 0 <= self.f_min < self.fmax <= self.sample_rate / 2:
+            raise ConfigError(
+                f"need 0 <= f_min ({self.f_min}) < f_max ({self.fmax}) <= sample_rate / 2 "
+                f"({self.sample_rate / 2}); adjust f_min/f_max."
+            )
+        if self.log == "log":
+            _check_positive("log_offset", self.log_offset)
+        if self.log == "db":
+            _check_positive("amin", self.amin)
+            if self.top_db is not None:
+                _check_positive("top_db", self.top_db)
+        if not 0 <= self.preemphasis < 1:
+            raise ConfigError(f"preemphasis={self.preemphasis} must lie in [0, 1).")
+
+    @property
+    def win(self) -> int:
+        """The window length in samples."""
+        return self.win_length or self.n_fft
+
+    @property
+    def fmax(self) -> float:
+        """The upper edge of the mel filters in Hz."""
+        return self.sample_rate / 2 if self.f_max is None else self.f_max
+
+    def num_frames(self, num_samples: int) -> int:
+        """How many frames ``LogMel`` returns for a waveform of ``num_samples`` samples."""
+        n = num_samples - (1 if self.preemphasis > 0 else 0)
+        return _num_frames(n, self.n_fft, self.win, self.hop_length, self.center)
+
+    @classmethod
+    def passt(cls) -> LogMelConfig:
+        """PaSST (hear21passt ``AugmentMelSTFT`` in eval mode): 32 kHz, n_fft 1024, window 800
+        (symmetric Hann), hop 320, pre-emphasis 0.97, power, 128 Kaldi mel bins 0-15000 Hz
+        (``fmax = sr / 2 - fmax_aug_range / 2`` with range 2000), ``ln(mel + 1e-5)``, then
+        ``(x + 4.5) / 5``."""
+        return cls(sample_rate=32000, n_fft=1024, win_length=800, hop_length=320, n_mels=128,
+                   f_min=0.0, f_max=15000.0, periodic=False, center=True, pad_mode="reflect",
+                   power=2.0, preemphasis=0.97, mel_scale="kaldi", mel_norm=None, log="log",
+                   log_offset=1e-5, norm_mean=-4.5, norm_std=5.0)
+
+    @classmethod
+    def cnn14(cls) -> LogMelConfig:
+        """PANNs CNN14 at 32 kHz: n_fft = window 1024, hop 320, periodic Hann, reflect-centred,
+        power, 64 slaney mels (librosa defaults) 50-14000 Hz, ``power_to_db`` (ref 1, amin 1e-10,
+        no top_db)."""
+        return cls(sample_rate=32000, n_fft=1024, win_length=1024, hop_length=320, n_mels=64,
+                   f_min=50.0, f_max=14000.0, mel_scale="slaney", mel_norm="slaney", log="db",
+                   amin=1e-10, ref=1.0, top_db=None)
+
+    @classmethod
+    def cnn14_16k(cls) -> LogMelConfig:
+        """PANNs CNN14 at 16 kHz (paper 3): window 512 (32 ms), hop 160 (10 ms), 64 mels 50-8000 Hz,
+        otherwise as ``cnn14``."""
+        return dataclasses.replace(cls.cnn14(), sample_rate=16000, n_fft=512, win_length=512,
+                                   hop_length=160, f_max=8000.0)
+
+    @classmethod
+    def paper4(cls) -> LogMelConfig:
+        """Paper 4 (PaSST retrieval): 32 kHz, 128 mels, n_fft 1024, hop 320, standardised with
+        global statistics. The paper gives no more; we assume its PaSST front end, i.e. ``passt``."""
+        return cls.passt()
+
+    @classmethod
+    def yamnet(cls) -> LogMelConfig:
+        """YAMNet: 16 kHz, 25 ms periodic Hann window (400), 10 ms hop (160), n_fft 512, no centre
+        padding, magnitude, 64 HTK mel bands 125-7500 Hz triangular in mel, ``ln(mel + 0.001)``."""
+        return cls(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64,
+                   f_min=125.0, f_max=7500.0, periodic=True, center=False, power=1.0,
+                   mel_scale="kaldi", mel_norm=None, log="log", log_offset=0.001)
+
+    @classmethod
+    def vggish(cls) -> LogMelConfig:
+        """VGGish: as ``yamnet`` but ``ln(mel + 0.01)``."""
+        return dataclasses.replace(cls.yamnet(), log_offset=0.01)
+
+    @classmethod
+    def preset(cls, name: str) -> LogMelConfig:
+        """A preset by name: one of ``LOGMEL_PRESETS``."""
+        if name not in LOGMEL_PRESETS:
+            raise ConfigError(f"unknown log-mel preset {name!r}; choose one of {LOGMEL_PRESETS}.")
+        return getattr(cls, name)()
+
+
+LOGMEL_PRESETS: tuple[str, ...] = ("passt", "cnn14", "cnn14_16k", "paper4", "yamnet", "vggish")
+
+
+@dataclass(frozen=True)
+class LinearSpectrogramConfig:
+    """A linear-frequency spectrogram (paper 5 feeds image and audio CNNs with these).
+
+    Defaults (our choice; the paper does not state them): 32 kHz, n_fft = window 1024 (32 ms), hop
+    320 (10 ms), periodic Hann, centred, magnitude, ``log1p`` compression. ``log``: ``'log1p'`` is
+    ``ln(1 + S)``, ``'db'`` as in ``LogMelConfig``, ``'none'`` keeps ``S``. Output is standardised
+    as ``(x - norm_mean) / norm_std``.
+    """
+
+    sample_rate: int = 32000
+    n_fft: int = 1024
+    win_length: int | None = None
+    hop_length: int = 320
+    window: str = "hann"
+    periodic: bool = True
+    center: bool = True
+    pad_mode: str = "reflect"
+    power: float = 1.0
+    log: str = "log1p"  # 'log1p' | 'db' | 'none'
+    amin: float = 1e-10
+    ref: float = 1.0
+    top_db: float | None = 80.0
+    norm_mean: float = 0.0
+    norm_std: float = 1.0
+
+    def __post_init__(self) -> None:
+        _check_stft(self.sample_rate, self.n_fft, self.win_length, self.hop_length, self.window,
+                    self.pad_mode)
+        _check_positive("power", self.power)
+        _check_positive("norm_std", self.norm_std)
+        _check_choice("log", self.log, ("log1p", "db", "none"))
+        if self.log == "db":
+            _check_positive("amin", self.amin)
+            if self.top_db is not None:
+                _check_positive("top_db", self.top_db)
+
+    @property
+    def win(self) -> int:
+        """The window length in samples."""
+        return self.win_length or self.n_fft
+
+    @property
+    def n_freqs(self) -> int:
+        """Frequency bins of the output (``n_fft // 2 + 1``)."""
+        return self.n_fft // 2 + 1
+
+    def num_frames(self, num_samples: int) -> int:
+        """How many frames ``LinearSpectrogram`` returns for ``num_samples`` samples."""
+        return _num_frames(num_samples, self.n_fft, self.win, self.hop_length, self.center)
+
+
+@dataclass(frozen=True)
+class KaldiFbankConfig:
+    """AST's input features: ``torchaudio.compliance.kaldi.fbank`` per clip, then pad/cut and normalise.
+
+    Defaults are AST's AudioSet recipe (16 kHz, 128 bins, 25 ms Hanning window, 10 ms shift, no
+    dither, no energy, ``htk_compat``; 1024 frames for 10 s; mean -4.2677393, std 4.5689974).
+    Normalisation is AST's ``(fbank - norm_mean) / (2 * norm_std)`` (mean 0, std 0.5); set
+    ``norm_mean=None`` to skip it. ``target_length=None`` keeps the natural number of frames.
+    Kaldi's per-frame DC removal makes AST's whole-clip mean subtraction redundant, so it is not done.
+    """
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    window_type: str = "hanning"
+    dither: float = 0.0
+    htk_compat: bool = True
+    use_energy: bool = False
+    target_length: int | None = 1024
+    norm_mean: float | None = -4.2677393
+    norm_std: float = 4.5689974
+
+    def __post_init__(self) -> None:
+        for name in ("sample_rate", "num_mel_bins", "frame_length_ms", "frame_shift_ms", "norm_std"):
+            _check_positive(name, getattr(self, name))
+        _check_choice("window_type", self.window_type,
+                      ("hanning", "hamming", "povey", "rectangular", "blackman"))
+        if self.target_length is not None:
+            _check_positive("target_length", self.target_length)
+
+    @property
+    def frame_length(self) -> int:
+        """Window length in samples."""
+        return int(self.sample_rate * self.frame_length_ms / 1000)
+
+    @classmethod
+    def ast(cls, target_length: int = 1024) -> KaldiFbankConfig:
+        """AST on AudioSet (1024 frames = 10.24 s)."""
+        return cls(target_length=target_length)
+
+    @classmethod
+    def ast_esc50(cls) -> KaldiFbankConfig:
+        """AST's ESC-50 recipe: 512 frames, ESC-50 statistics."""
+        return cls(target_length=512, norm_mean=-6.6268077, norm_std=5.358466)
+
+    @classmethod
+    def ast_speechcommands(cls) -> KaldiFbankConfig:
+        """AST's Speech Commands V2 recipe: 128 frames, its statistics."""
+        return cls(target_length=128, norm_mean=-6.845978, norm_std=5.5654526)
+
+
+def _num_frames(num_samples: int, n_fft: int, win: int, hop: int, center: bool) -> int:
+    if center:
+        return 1 + (num_samples + 2 * (n_fft // 2) - n_fft) // hop
+    return max(0, 1 + (num_samples - win) // hop)
+
+
+def _window(kind: str, length: int, periodic: bool) -> torch.Tensor:
+    fn = torch.hann_window if kind == "hann" else torch.hamming_window
+    return fn(length, periodic=periodic, dtype=torch.float32)
+
+
+def _as_float(x: torch.Tensor) -> torch.Tensor:
+    if not torch.is_tensor(x):
+        raise ConfigError(f"expected a torch.Tensor of waveforms, got {type(x).__name__}; "
+                          "convert it with torch.as_tensor(x, dtype=torch.float32).")
+    if x.dtype in (torch.float32, torch.float64):
+        return x
+    return x.float()
+
+
+def _frames_spectrum(x: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int, center: bool,
+                     pad_mode: str, power: float) -> torch.Tensor:
+    """``|STFT|^power`` of ``x`` (B, T) as (B, n_fft // 2 + 1, frames); see the module docstring."""
+    win = window.shape[0]
+    num_samples = x.shape[-1]
+    window = window.to(x.dtype)
+    if center and pad_mode == "reflect" and num_samples <= n_fft // 2:
+        raise ConfigError(
+            f"a waveform of {num_samples} samples is too short for reflect padding of {n_fft // 2}; "
+            "zero-pad it first (zskit.audio.center_pad) or use pad_mode='constant'."
+        )
+    if not center and num_samples < win:
+        raise ConfigError(
+            f"a waveform of {num_samples} samples is shorter than one window ({win} samples); "
+            "zero-pad it first (zskit.audio.center_pad) or use center=True."
+        )
+    if center or win == n_fft:  # torch.stft frames exactly as documented here
+        spec = torch.stft(x, n_fft, hop_length=hop, win_length=win, window=window, center=center,
+                          pad_mode=pad_mode, return_complex=True).abs()
+    else:  # frames of win samples, zero-padded to n_fft (TensorFlow/Kaldi)
+        frames = x.unfold(-1, win, hop) * window
+        spec = torch.fft.rfft(frames, n=n_fft).abs().transpose(-1, -2)
+    return spec.pow(power) if power != 1.0 else spec
+
+
+def _to_db(x: torch.Tensor, power: float, amin: float, ref: float, top_db: float | None,
+           n_leading: int) -> torch.Tensor:
+    mult = 20.0 / power
+    db = mult * torch.log10(x.clamp(min=amin)) - mult * math.log10(max(amin, ref))
+    if top_db is not None:
+        peak = db.amax(dim=tuple(range(n_leading, db.ndim)), keepdim=True)
+        db = torch.maximum(db, peak - top_db)
+    return db
+
+
+def _flatten_batch(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+    if x.ndim == 0:
+        raise ConfigError("expected waveforms shaped (..., T), got a scalar tensor.")
+    return x.reshape(-1, x.shape[-1]), tuple(x.shape[:-1])
+
+
+class LogMel(nn.Module):
+    """Log-mel spectrogram: waveforms ``(..., T)`` -> ``(..., n_mels, frames)``.
+
+    Accepts float32/float64 (other dtypes are cast to float32) on any device. The filter bank
+    ``mel_fb`` is ``(n_fft // 2 + 1, n_mels)``.
+    """
+
+    def __init__(self, cfg: LogMelConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or LogMelConfig()
+        self.register_buffer("window", _window(self.cfg.window, self.cfg.win, self.cfg.periodic),
+                             persistent=False)
+        self.register_buffer("mel_fb", mel_filterbank(self.cfg), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        x, lead = _flatten_batch(_as_float(x))
+        if cfg.preemphasis > 0:
+            x = x[..., 1:] - cfg.preemphasis * x[..., :-1]
+        spec = _frames_spectrum(x, self.window, cfg.n_fft, cfg.hop_length, cfg.center,
+                                cfg.pad_mode, cfg.power)
+        mel = torch.matmul(self.mel_fb.to(spec.dtype).T, spec)
+        if cfg.log == "log":
+            mel = torch.log(mel + cfg.log_offset)
+        elif cfg.log == "db":
+            mel = _to_db(mel, cfg.power, cfg.amin, cfg.ref, cfg.top_db, n_leading=1)
+        if cfg.norm_mean != 0.0 or cfg.norm_std != 1.0:
+            mel = (mel - cfg.norm_mean) / cfg.norm_std
+        return mel.reshape(*lead, *mel.shape[-2:])
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        return (f"sr={c.sample_rate}, n_fft={c.n_fft}, win={c.win}, hop={c.hop_length}, "
+                f"n_mels={c.n_mels}, mel_scale={c.mel_scale}, log={c.log}")
+
+
+def mel_filterbank(cfg: LogMelConfig) -> torch.Tensor:
+    """The ``(n_fft // 2 + 1, n_mels)`` float32 mel filter bank of ``cfg``."""
+    n_freqs = cfg.n_fft // 2 + 1
+    if cfg.mel_scale == "kaldi":
+        banks, _ = torchaudio.compliance.kaldi.get_mel_banks(
+            cfg.n_mels, cfg.n_fft, float(cfg.sample_rate), float(cfg.f_min), float(cfg.fmax),
+            100.0, -500.0, 1.0,  # VTLN settings with warp factor 1.0: no warping
+        )
+        fb = nn.functional.pad(banks, (0, 1)).T  # Kaldi leaves out the Nyquist bin
+    else:
+        fb = torchaudio.functional.melscale_fbanks(
+            n_freqs, float(cfg.f_min), float(cfg.fmax), cfg.n_mels, cfg.sample_rate,
+            norm=cfg.mel_norm, mel_scale=cfg.mel_scale,
+        )
+    return fb.to(torch.float32).contiguous()
+
+
+class LinearSpectrogram(nn.Module):
+    """Linear-frequency spectrogram: waveforms ``(..., T)`` -> ``(..., n_fft // 2 + 1, frames)``."""
+
+    def __init__(self, cfg: LinearSpectrogramConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or LinearSpectrogramConfig()
+        self.register_buffer("window", _window(self.cfg.window, self.cfg.win, self.cfg.periodic),
+                             persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        x, lead = _flatten_batch(_as_float(x))
+        spec = _frames_spectrum(x, self.window, cfg.n_fft, cfg.hop_length, cfg.center,
+                                cfg.pad_mode, cfg.power)
+        if cfg.log == "log1p":
+            spec = torch.log1p(spec)
+        elif cfg.log == "db":
+            spec = _to_db(spec, cfg.power, cfg.amin, cfg.ref, cfg.top_db, n_leading=1)
+        if cfg.norm_mean != 0.0 or cfg.norm_std != 1.0:
+            spec = (spec - cfg.norm_mean) / cfg.norm_std
+        return spec.reshape(*lead, *spec.shape[-2:])
+
+
+class KaldiFbank(nn.Module):
+    """AST's filter bank: waveforms ``(B, T)`` or ``(T,)`` -> ``(B, frames, num_mel_bins)``.
+
+    Time comes before frequency (AST's layout). Clips are processed one by one with
+    ``torchaudio.compliance.kaldi.fbank`` (it takes one clip at a time), zero-padded or cut at the
+    end to ``target_length`` frames in the log domain, then normalised (padding becomes
+    ``-norm_mean / (2 * norm_std)``, as in AST). A 1-D input gives ``(1, frames, mel)``.
+    """
+
+    def __init__(self, cfg: KaldiFbankConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or KaldiFbankConfig()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        x = _as_float(x)
+        if x.ndim == 1:
+            x = x.unsqueeze(0)
+        if x.ndim != 2:
+            raise ConfigError(f"KaldiFbank expects waveforms shaped (B, T) or (T,), got {tuple(x.shape)}.")
+        if x.shape[-1] < cfg.frame_length:
+            raise ConfigError(
+                f"waveforms of {x.shape[-1]} samples are shorter than one {cfg.frame_length_ms} ms "
+                f"frame ({cfg.frame_length} samples); zero-pad them first (zskit.audio.center_pad)."
+            )
+        feats = [self._one(clip) for clip in x]
+        out = torch.stack(feats)
+        if cfg.norm_mean is not None:
+            out = (out - cfg.norm_mean) / (2.0 * cfg.norm_std)
+        return out
+
+    def _one(self, clip: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
+        fbank = torchaudio.compliance.kaldi.fbank(
+            clip.unsqueeze(0), sample_frequency=float(cfg.sample_rate),
+            num_mel_bins=cfg.num_mel_bins, frame_length=cfg.frame_length_ms,
+            frame_shift=cfg.frame_shift_ms, window_type=cfg.window_type, dither=cfg.dither,
+            htk_compat=cfg.htk_compat, use_energy=cfg.use_energy,
+        )
+        if cfg.target_length is None:
+            return fbank
+        missing = cfg.target_length - fbank.shape[0]
+        if missing > 0:
+            return nn.functional.pad(fbank, (0, 0, 0, missing))
+        return fbank[: cfg.target_length]
+
+    def num_frames(self, num_samples: int) -> int:
+        """Frames before padding/cutting (Kaldi ``snip_edges``)."""
+        shift = int(self.cfg.sample_rate * self.cfg.frame_shift_ms / 1000)
+        return max(0, 1 + (num_samples - self.cfg.frame_length) // shift)
+
+
+FrontendConfig = LogMelConfig | KaldiFbankConfig | LinearSpectrogramConfig
+
+
+def build_frontend(cfg: FrontendConfig) -> nn.Module:
+    """The front end module for a ``LogMelConfig``, ``KaldiFbankConfig`` or ``LinearSpectrogramConfig``."""
+    if isinstance(cfg, LogMelConfig):
+        return LogMel(cfg)
+    if isinstance(cfg, KaldiFbankConfig):
+        return KaldiFbank(cfg)
+    if isinstance(cfg, LinearSpectrogramConfig):
+        return LinearSpectrogram(cfg)
+    raise ConfigError(
+        f"build_frontend got a {type(cfg).__name__}; pass a LogMelConfig, KaldiFbankConfig or "
+        "LinearSpectrogramConfig."
+    )
