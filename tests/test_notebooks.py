@@ -1,0 +1,154 @@
+"""Every notebook in notebooks/: its parameters contract, one smoke execution, and its metrics.
+
+Each notebook is executed once (in-process papermill, ``smoke=True``) and the execution is shared
+by the tests below. ZSKIT_DATA points at one temporary folder for the whole module, so the smoke
+corpus the notebooks ask for is generated once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import papermill
+import pytest
+from nbclient.exceptions import CellTimeoutError
+from papermill.exceptions import PapermillExecutionError
+
+from zskit.report import read_metrics
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+by_notebook = pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+
+
+def check_quickstart(metrics: dict[str, Any]) -> None:
+    """Every mAP figure that is not a random baseline beats the random baseline."""
+    figures = metrics["figures"]
+    random = [f for f in figures if "random" in f["name"].lower()]
+    scored = [f for f in figures if f not in random and "map" in f"{f['name']} {f['unit']}".lower()]
+    names = [f["name"] for f in figures]
+    assert random, f"00_quickstart reports no random-baseline figure: {names}"
+    assert scored, f"00_quickstart reports no zero-shot mAP figure: {names}"
+    baseline = max(f["value"] for f in random)
+    for fig in scored:
+        assert fig["value"] > baseline, (
+            f"{fig['name']} = {fig['value']:.4f} does not beat random {baseline:.4f}"
+        )
+
+
+NOTEBOOK_CHECKS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "00_quickstart": check_quickstart,
+}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Iterator[Callable[[Path], tuple[Path, BaseException | None]]]:
+    """Execute a notebook in smoke mode the first time it is asked for; return (out_dir, error)."""
+    data_root = tmp_path_factory.mktemp("zskit_data")
+    cache: dict[str, tuple[Path, BaseException | None]] = {}
+
+    def run(path: Path) -> tuple[Path, BaseException | None]:
+        if path.stem not in cache:
+            out = tmp_path_factory.mktemp(path.stem)
+            error = None
+            try:
+                papermill.execute_notebook(
+                    str(path),
+                    str(out / path.name),
+                    parameters={"smoke": True, "out_dir": str(out)},
+                    kernel_name="python3",
+                    progress_bar=False,
+                    cwd=str(path.parent),
+                )
+            except (
+                PapermillExecutionError,
+                CellTimeoutError,
+                RuntimeError,
+            ) as err:  # kernel errors
+                error = err
+            cache[path.stem] = (out, error)
+        return cache[path.stem]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZSKIT_DATA", str(data_root))  # the kernels inherit it
+        yield run
+
+
+@by_notebook
+def test_parameter_schema(path):
+    nb = nbformat.read(path, as_version=4)
+    tagged = [i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, (
+        f"{path.name}: exactly one cell must be tagged 'parameters', found {tagged}"
+    )
+    params = papermill.inspect_notebook(str(path))
+    assert params.get("smoke", {}).get("inferred_type_name") == "bool", (
+        f"{path.name}: needs `smoke: bool`"
+    )
+    assert params.get("out_dir", {}).get("inferred_type_name") == "str", (
+        f"{path.name}: needs `out_dir: str`"
+    )
+    for name, p in params.items():
+        assert p["inferred_type_name"] != "None", (
+            f"{path.name}: parameter {name!r} has no type annotation"
+        )
+        assert p["help"], f"{path.name}: parameter {name!r} has no comment"
+
+
+@by_notebook
+def test_committed_without_outputs(path):
+    nb = nbformat.read(path, as_version=4)
+    dirty = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.get("outputs")]
+    assert not dirty, f"{path.name}: cells {dirty} have committed outputs; clear them"
+
+
+@by_notebook
+def test_runs_in_smoke_mode(path, smoke_run):
+    out, error = smoke_run(path)
+    assert error is None, (
+        f"{path.name} failed in smoke mode (executed copy: {out / path.name}):\n{error}"
+    )
+    assert (out / "metrics.json").is_file(), f"{path.name} ran but wrote no {out / 'metrics.json'}"
+
+
+@by_notebook
+def test_metrics(path, smoke_run):
+    out, error = smoke_run(path)
+    if error is not None or not (out / "metrics.json").is_file():
+        pytest.fail(
+            f"{path.name} did not produce metrics; see test_runs_in_smoke_mode[{path.stem}]"
+        )
+    metrics = read_metrics(out)
+    figures = metrics["figures"]
+    assert figures, f"{path.name}: metrics.json has an empty figures list"
+    for fig in figures:
+        label = f"{path.name}: figure {fig['name']!r}"
+        assert fig["value"] is not None and math.isfinite(fig["value"]), (
+            f"{label} value {fig['value']} is not finite"
+        )
+        assert fig["published"] is None or math.isfinite(fig["published"]), (
+            f"{label} published is not finite"
+        )
+        assert fig["data"], f"{label} does not name its data"
+        assert fig["weights"], f"{label} does not name its weights"
+    check = NOTEBOOK_CHECKS.get(path.stem)
+    if check is not None:
+        check(metrics)
+
+
+def test_check_quickstart_can_fail():
+    def fig(name: str, value: float, unit: str = "mAP") -> dict[str, Any]:
+        return {"name": name, "value": value, "unit": unit}
+
+    check_quickstart(
+        {"figures": [fig("zero-shot mAP, GloVe", 0.13), fig("random baseline mAP", 0.06)]}
+    )
+    with pytest.raises(AssertionError, match="does not beat random"):
+        check_quickstart(
+            {"figures": [fig("zero-shot mAP, GloVe", 0.05), fig("random baseline mAP", 0.06)]}
+        )
+    with pytest.raises(AssertionError, match="no random-baseline"):
+        check_quickstart({"figures": [fig("zero-shot mAP, GloVe", 0.13)]})
