@@ -1,0 +1,221 @@
+"""Manifest helpers and the corpus-folder contract.
+
+A corpus folder holds ``manifest.csv`` (or ``.parquet``; one row per clip) and ``metadata.json``.
+The manifest has at least ``clip_id``, ``path`` (relative to the folder), ``split`` and ``labels``
+(class ids joined by ``;``); ``annotated`` (the class ids whose label was checked, OpenMIC-style)
+and ``caption_1`` ... ``caption_k`` are optional. ``metadata.json`` lists the classes as
+``[{"id": ..., "name": ..., "family": ...}, ...]``. ``load_corpus`` turns such a folder into dense
+label and mask matrices.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from zskit.errors import DataError
+
+LIST_SEP = ";"
+MANIFEST_NAME = "manifest.csv"
+METADATA_NAME = "metadata.json"
+CORPUS_COLUMNS = ("clip_id", "path", "split", "labels")
+
+
+def join_list(items: Iterable[str]) -> str:
+    """Join ids into one manifest cell: ``["a", "b"] -> "a;b"``."""
+    items = list(items)
+    bad = [i for i in items if LIST_SEP in i]
+    if bad:
+        raise DataError(f"List item {bad[0]!r} contains the separator {LIST_SEP!r}; rename it.")
+    return LIST_SEP.join(items)
+
+
+def split_list(cell: object) -> list[str]:
+    """The ids of one manifest cell; empty or missing cells give ``[]``."""
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return []
+    text = str(cell).strip()
+    return [part for part in text.split(LIST_SEP) if part] if text else []
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file beside ``path`` and move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def read_json(path: str | Path) -> Any:
+    """Read a JSON file; a missing or broken file raises DataError naming it."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(
+            f"{path} does not exist. Generate or download the data set first."
+        ) from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON ({err}). Delete it and regenerate.") from None
+
+
+def validate_columns(df: pd.DataFrame, required: Sequence[str], source: str | Path) -> None:
+    """Raise DataError naming the first column of ``required`` that ``df`` lacks."""
+    for column in required:
+        if column not in df.columns:
+            raise DataError(
+                f"Manifest {source} has no column {column!r} "
+                f"(columns: {', '.join(map(str, df.columns))})."
+                " Regenerate it, or add the column."
+            )
+
+
+def read_manifest(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
+    """Read a CSV or Parquet manifest and check its ``required`` columns.
+
+    CSV cells are read as text with empty cells kept as ``""`` (an empty label list), numbers as
+    numbers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Manifest {path} does not exist. Generate or prepare the data set first.")
+    if path.suffix == ".parquet":
+        df = pd.read_parquet(path)
+    elif path.suffix == ".csv":
+        df = pd.read_csv(path, keep_default_na=False, na_values=[], dtype={"clip_id": str})
+    else:
+        raise DataError(f"Manifest {path} must end in .csv or .parquet.")
+    validate_columns(df, required, path)
+    return df
+
+
+def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write a manifest atomically, as CSV or Parquet by the file's suffix."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if path.suffix == ".parquet":
+        df.to_parquet(tmp, index=False)
+    elif path.suffix == ".csv":
+        df.to_csv(tmp, index=False)
+    else:
+        raise DataError(f"Manifest {path} must end in .csv or .parquet.")
+    os.replace(tmp, path)
+    return path
+
+
+def multi_hot(
+    cells: Iterable[object], classes: Sequence[str], source: str | Path = "manifest"
+) -> np.ndarray:
+    """A (N, C) int8 matrix from ``;``-joined id cells; an unknown id raises DataError."""
+    index = {c: j for j, c in enumerate(classes)}
+    cells = list(cells)
+    out = np.zeros((len(cells), len(classes)), dtype=np.int8)
+    for row, cell in enumerate(cells):
+        for item in split_list(cell):
+            if item not in index:
+                raise DataError(
+                    f"{source}: row {row} names class {item!r}, which is not among the "
+                    f"{len(classes)} classes of its metadata. Regenerate the corpus."
+                )
+            out[row, index[item]] = 1
+    return out
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus folder in memory: manifest rows with dense labels (N, C) and mask (N, C)."""
+
+    root: Path
+    manifest: pd.DataFrame
+    metadata: dict
+    classes: list[str]
+    labels: np.ndarray
+    mask: np.ndarray
+    captions: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.manifest)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Display names of the classes (the ids when the metadata has none)."""
+        names = {c["id"]: c.get("name", c["id"]) for c in self.metadata.get("classes", [])}
+        return [names.get(c, c) for c in self.classes]
+
+    @property
+    def paths(self) -> list[Path]:
+        """Absolute audio paths, one per row."""
+        return [self.root / p for p in self.manifest["path"]]
+
+    @property
+    def splits(self) -> list[str]:
+        """The split names present, in order of first appearance."""
+        return list(dict.fromkeys(self.manifest["split"]))
+
+    def split(self, name: str) -> Corpus:
+        """The rows of split ``name`` (e.g. "train", "validation", "test")."""
+        keep = (self.manifest["split"] == name).to_numpy()
+        if not keep.any():
+            raise DataError(f"Corpus {self.root} has no split {name!r}; it has {self.splits}.")
+        rows = np.flatnonzero(keep)
+        return Corpus(
+            root=self.root,
+            manifest=self.manifest.iloc[rows].reset_index(drop=True),
+            metadata=self.metadata,
+            classes=self.classes,
+            labels=self.labels[rows],
+            mask=self.mask[rows],
+            captions=[self.captions[i] for i in rows],
+        )
+
+
+def load_corpus(corpus_dir: str | Path) -> Corpus:
+    """Read ``manifest.csv`` (or ``manifest.parquet``) and ``metadata.json`` of a corpus folder."""
+    root = Path(corpus_dir)
+    meta_path = root / METADATA_NAME
+    if not meta_path.is_file():
+        raise DataError(
+            f"{root} has no {METADATA_NAME}: it is not a complete corpus. Generate it first, e.g. "
+            "`zskit data synth --out <dir>` or zskit.data.ensure_corpus()."
+        )
+    metadata = read_json(meta_path)
+    manifest_path = root / MANIFEST_NAME
+    if not manifest_path.is_file() and (root / "manifest.parquet").is_file():
+        manifest_path = root / "manifest.parquet"
+    manifest = read_manifest(manifest_path, CORPUS_COLUMNS)
+    try:
+        classes = [c["id"] for c in metadata["classes"]]
+    except (KeyError, TypeError):
+        raise DataError(
+            f"{meta_path} has no 'classes' list of {{'id': ...}} entries. Regenerate it."
+        ) from None
+    labels = multi_hot(manifest["labels"], classes, manifest_path)
+    if "annotated" in manifest.columns:
+        mask = multi_hot(manifest["annotated"], classes, manifest_path).astype(bool)
+    else:
+        mask = np.ones_like(labels, dtype=bool)
+    caption_cols = sorted(
+        (c for c in manifest.columns if c.startswith("caption_") and c[8:].isdigit()),
+        key=lambda c: int(c[8:]),
+    )
+    captions = (
+        manifest[caption_cols].astype(str).values.tolist()
+        if caption_cols
+        else [[] for _ in range(len(manifest))]
+    )
+    return Corpus(root, manifest, metadata, classes, labels, mask, captions)
