@@ -1,11 +1,43 @@
 """zskit: zero-shot audio tagging, audio spectrogram transformers, hierarchical instrument tagging
 and language-based audio retrieval, as a thin library under numbered notebooks.
 
-Importing zskit has no side effects and imports no heavy module until it is used.
+Importing zskit has no side effects and loads no heavy module: the names below are imported from
+their modules on first use.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 from zskit.errors import ZskitError
 
 __version__ = "0.1.0"
 
-__all__ = ["ZskitError", "__version__"]
+_LAZY = {
+    "create_audio_encoder": "zskit.encoders.registry",
+    "create_text_encoder": "zskit.encoders.registry",
+    "list_audio_encoders": "zskit.encoders.registry",
+    "list_text_encoders": "zskit.encoders.registry",
+    "load_audio": "zskit.audio.io",
+    "ensure_corpus": "zskit.data.synth",
+    "generate_corpus": "zskit.data.synth",
+    "load_corpus": "zskit.data.manifest",
+    "mean_average_precision": "zskit.metrics",
+    "run_notebook": "zskit.runner",
+    "reproduce": "zskit.runner",
+}
+
+__all__ = ["ZskitError", "__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'zskit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,181 @@
+"""Encoders by name: ``create_audio_encoder("cnn14", pretrained="audioset")``, ``list_audio_encoders()``.
+
+An encoder module registers a *builder* with its default config, a ``tiny`` config for tests and
+smoke runs, and its pretrained weight sets::
+
+    @register_audio_encoder("yamnet", config=YamnetConfig(), tiny=YamnetConfig.tiny(),
+                             pretrained=[PretrainedCfg("audioset", offline=True, ...)])
+    def _build(cfg: YamnetConfig, pretrained: PretrainedCfg | None) -> Yamnet: ...
+
+The builder makes the module from ``cfg`` and loads ``pretrained`` (``None`` = random init).
+Registration happens when the encoder's module is imported; ``_ensure_registered`` imports them all
+on first use, so importing zskit stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from zskit.encoders.base import PretrainedCfg
+from zskit.errors import ConfigError
+
+__all__ = [
+    "EncoderSpec",
+    "create_audio_encoder",
+    "create_text_encoder",
+    "encoder_spec",
+    "list_audio_encoders",
+    "list_text_encoders",
+    "register_audio_encoder",
+    "register_text_encoder",
+]
+
+# Modules whose import registers encoders. A module listed here that fails to import because an
+# optional package is missing only removes its own encoders.
+_ENCODER_MODULES = {
+    "audio": ("zskit.encoders.audio",),
+    "text": ("zskit.encoders.text",),
+}
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """A registered encoder: how to build it, its configs and its weight sets."""
+
+    name: str
+    kind: str  # "audio" or "text"
+    build: Callable[[Any, PretrainedCfg | None], Any]
+    config: Any  # default config (a frozen dataclass)
+    tiny: Any  # small config for tests and smoke runs (random init only)
+    pretrained: tuple[PretrainedCfg, ...] = ()
+    description: str = ""
+
+    @property
+    def tags(self) -> list[str]:
+        """Names of the pretrained weight sets; the first is the default."""
+        return [p.tag for p in self.pretrained]
+
+    def pretrained_cfg(self, tag: str | bool | PretrainedCfg | None) -> PretrainedCfg | None:
+        """Resolve ``pretrained=``: None/False -> random init, True -> the default tag, a tag name."""
+        if tag is None or tag is False:
+            return None
+        if isinstance(tag, PretrainedCfg):
+            return tag
+        if not self.pretrained:
+            raise ConfigError(
+                f"{self.kind} encoder {self.name!r} has no pretrained weights; pass pretrained=None."
+            )
+        if tag is True:
+            return self.pretrained[0]
+        for p in self.pretrained:
+            if p.tag == tag:
+                return p
+        raise ConfigError(
+            f"{self.kind} encoder {self.name!r} has no pretrained weights {tag!r}; "
+            f"choose one of {self.tags}."
+        )
+
+
+_REGISTRY: dict[str, dict[str, EncoderSpec]] = {"audio": {}, "text": {}}
+
+
+def _register(kind: str, name: str, *, config: Any, tiny: Any = None,
+              pretrained: Iterable[PretrainedCfg] = (), description: str = "") -> Callable:
+    def decorator(build: Callable) -> Callable:
+        if name in _REGISTRY[kind] and _REGISTRY[kind][name].build is not build:
+            raise ConfigError(f"{kind} encoder {name!r} is registered twice; pick another name.")
+        _REGISTRY[kind][name] = EncoderSpec(
+            name=name, kind=kind, build=build, config=config,
+            tiny=tiny if tiny is not None else config, pretrained=tuple(pretrained),
+            description=description or (build.__doc__ or "").strip().split("\n")[0],
+        )
+        return build
+    return decorator
+
+
+def register_audio_encoder(name: str, **kwargs: Any) -> Callable:
+    """Decorator registering an audio-encoder builder ``build(cfg, pretrained) -> AudioEncoder``."""
+    return _register("audio", name, **kwargs)
+
+
+def register_text_encoder(name: str, **kwargs: Any) -> Callable:
+    """Decorator registering a text-encoder builder ``build(cfg, pretrained) -> text encoder``."""
+    return _register("text", name, **kwargs)
+
+
+def _ensure_registered(kind: str) -> None:
+    for module in _ENCODER_MODULES[kind]:
+        importlib.import_module(module)
+
+
+def encoder_spec(kind: str, name: str) -> EncoderSpec:
+    """The registered spec of ``name``; an unknown name raises an error listing the valid ones."""
+    if kind not in _REGISTRY:
+        raise ConfigError(f"kind={kind!r} is unknown; use 'audio' or 'text'.")
+    _ensure_registered(kind)
+    try:
+        return _REGISTRY[kind][name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown {kind} encoder {name!r}; choose one of {sorted(_REGISTRY[kind])}."
+        ) from None
+
+
+def _list(kind: str, pretrained: bool) -> list[str]:
+    _ensure_registered(kind)
+    specs = sorted(_REGISTRY[kind].values(), key=lambda s: s.name)
+    if not pretrained:
+        return [s.name for s in specs]
+    return [f"{s.name}.{tag}" for s in specs for tag in s.tags]
+
+
+def list_audio_encoders(pretrained: bool = False) -> list[str]:
+    """Registered audio encoders; with ``pretrained=True``, every ``name.tag`` weight set."""
+    return _list("audio", pretrained)
+
+
+def list_text_encoders(pretrained: bool = False) -> list[str]:
+    """Registered text encoders; with ``pretrained=True``, every ``name.tag`` weight set."""
+    return _list("text", pretrained)
+
+
+def _create(kind: str, name: str, pretrained: Any, tiny: bool, overrides: dict[str, Any]) -> Any:
+    if "." in name and pretrained is None:  # "cnn14.audioset" is name + tag
+        name, pretrained = name.split(".", 1)
+    spec = encoder_spec(kind, name)
+    if tiny and pretrained not in (None, False):
+        raise ConfigError(f"the tiny {name!r} has no pretrained weights; pass pretrained=None.")
+    cfg = spec.tiny if tiny else spec.config
+    if overrides:
+        fields = {f.name for f in dataclasses.fields(cfg)}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ConfigError(
+                f"{kind} encoder {name!r} has no setting {unknown}; its settings are {sorted(fields)}."
+            )
+        cfg = dataclasses.replace(cfg, **overrides)
+    pcfg = spec.pretrained_cfg(pretrained)
+    model = spec.build(cfg, pcfg)
+    model.pretrained_cfg = pcfg
+    return model
+
+
+def create_audio_encoder(name: str, pretrained: str | bool | None = None, *, tiny: bool = False,
+                         **overrides: Any) -> Any:
+    """Build audio encoder ``name``; ``pretrained`` picks a weight set (``True`` = the default).
+
+    ``tiny=True`` gives the small random-init config for tests; ``overrides`` replace config fields
+    (``dataclasses.replace``). The encoder maps waveforms ``(B, T)`` at ``encoder.sample_rate`` to
+    ``(B, encoder.embed_dim)``.
+    """
+    return _create("audio", name, pretrained, tiny, overrides)
+
+
+def create_text_encoder(name: str, pretrained: str | bool | None = None, *, tiny: bool = False,
+                        **overrides: Any) -> Any:
+    """Build text encoder ``name``; arguments as in :func:`create_audio_encoder`."""
+    return _create("text", name, pretrained, tiny, overrides)
