@@ -619,8 +619,9 @@ def clip_spec(
 
 
 def find_soundfont(soundfont: str | Path | None = None) -> Path:
-    """``soundfont`` if given, else Debian's FluidR3_GM.sf2 if installed, else TimGM6mb.sf2
-    (shipped in pretty_midi)."""
+    """``soundfont`` if given, else the ``ZSKIT_SOUNDFONT`` environment variable, else Debian's
+    FluidR3_GM.sf2 if installed, else TimGM6mb.sf2 (shipped in pretty_midi)."""
+    soundfont = soundfont or os.environ.get("ZSKIT_SOUNDFONT") or None
     if soundfont is not None:
         path = Path(soundfont).expanduser()
         if not path.is_file():
@@ -1039,7 +1040,8 @@ def generate_corpus(
     sf_path = find_soundfont(soundfont)
     sf_record = {**soundfont_info(sf_path), "path": str(sf_path)}
     params = config.params()
-    if _check_folder(out, params, sf_record, explicit_soundfont=soundfont is not None):
+    explicit = bool(soundfont or os.environ.get("ZSKIT_SOUNDFONT"))
+    if _check_folder(out, params, sf_record, explicit_soundfont=explicit):
         logger.info("%s already holds the complete corpus; nothing to do.", out)
         return out
     audio_dir = out / "audio"
