@@ -483,3 +483,14 @@ def test_generated_files_are_atomic(corpus_dir):
     leftovers = [p for p in corpus_dir.rglob(".*") if p.is_file()]
     assert leftovers == [], f"temporary files left behind: {leftovers}"
     assert os.path.isfile(corpus_dir / "params.json"), "params.json records the parameters"
+
+
+def test_zskit_soundfont_variable_chooses_the_soundfont(monkeypatch, tmp_path):
+    chosen = tmp_path / "my.sf2"
+    chosen.write_bytes(b"RIFF")
+    monkeypatch.setenv("ZSKIT_SOUNDFONT", str(chosen))
+    assert synth.find_soundfont() == chosen, "ZSKIT_SOUNDFONT must win over the installed SoundFonts"
+    assert synth.find_soundfont(tmp_path / "my.sf2") == chosen
+    monkeypatch.setenv("ZSKIT_SOUNDFONT", str(tmp_path / "missing.sf2"))
+    with pytest.raises(DataError, match="missing.sf2"):
+        synth.find_soundfont()
