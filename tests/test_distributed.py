@@ -1,0 +1,129 @@
+"""DDP under torchrun: sharding as DistributedSampler does; a 2-process gloo run on 127.0.0.1."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DistributedSampler
+
+from zskit.train import DistInfo, TrainConfig, fit, shard_indices
+from zskit.train.batches import TensorBatches
+
+TESTS = Path(__file__).resolve().parent
+
+
+# Shared by this process (the single-process reference) and the torchrun workers, which import them.
+def make_data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 6, generator=gen)
+    y = (x @ torch.randn(6, 3, generator=gen) > 0).float()
+    return x, y
+
+
+def make_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+CONFIG = TrainConfig(
+    lr=0.05, max_epochs=3, schedule="cosine", warmup_steps=2, grad_clip=1.0, select="last",
+    device="cpu", amp="off", progress=False,
+)  # fmt: skip
+
+WORKER = """
+import dataclasses, sys
+from pathlib import Path
+import torch, torch.distributed as dist
+from torch.utils.data import TensorDataset
+from zskit.train import cleanup_distributed, fit
+from test_distributed import CONFIG, make_data, make_model
+
+out = Path(sys.argv[1])
+config = dataclasses.replace(CONFIG, batch_size=8)  # per process: a global batch of 16
+x, y = make_data()
+for name, data in (("tensors", (x, y)), ("dataset", TensorDataset(x, y))):
+    result = fit(make_model(), data, val_data=(x, y), config=config, out_dir=out / name)
+    state = {"model": result.model.state_dict(), "history": result.history.to_dict("list")}
+    torch.save(state, out / f"{name}_rank{dist.get_rank()}.pt")
+cleanup_distributed()
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("n, world", [(10, 2), (11, 2), (7, 3), (2, 4)])
+def test_shard_indices_match_distributed_sampler(n, world):
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(5))
+    dataset = list(range(n))
+    for rank in range(world):
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=5)
+        want = list(sampler)
+        got = shard_indices(order, rank, world).tolist()
+        assert got == want, f"n={n}, world={world}, rank={rank}: {got} != DistributedSampler {want}"
+
+
+def test_rank_batches_together_form_the_global_batch():
+    x = torch.arange(32).float()[:, None]
+    single = TensorBatches((x,), 8, device=torch.device("cpu"), shuffle=True, seed=3)
+    ranks = [
+        TensorBatches(
+            (x,), 4, device=torch.device("cpu"), shuffle=True, seed=3, dist=DistInfo(r, 2)
+        )
+        for r in range(2)
+    ]
+    assert len(single) == len(ranks[0]) == len(ranks[1]) == 4
+    for step, (whole, *parts) in enumerate(zip(single.epoch(1), *(r.epoch(1) for r in ranks))):
+        union = torch.cat([p[0] for p in parts]).flatten().sort().values
+        assert torch.equal(union, whole[0].flatten().sort().values), (
+            f"step {step}: shards != global batch"
+        )
+
+
+@pytest.mark.timeout(120)
+def test_two_process_gloo_run_matches_single_process(tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+    }
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        str(script), str(tmp_path),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90, check=False)
+    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+
+    x, y = make_data()
+    one_process = dataclasses.replace(CONFIG, batch_size=16)  # the same global batch
+    reference = fit(make_model(), (x, y), val_data=(x, y), config=one_process)
+    for name in ("tensors", "dataset"):
+        r0, r1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=True) for r in (0, 1))
+        for key, value in r0["model"].items():
+            assert torch.equal(value, r1["model"][key]), f"{name}: ranks disagree on {key}"
+            want = reference.model.state_dict()[key]
+            assert torch.allclose(value, want, atol=1e-5), (
+                f"{name}: DDP vs single process differ on {key} by {(value - want).abs().max():.2e}"
+            )
+        assert r0["history"] == r1["history"], f"{name}: ranks recorded different histories"
+        assert r0["history"]["step"] == [4, 8, 12], (
+            f"{name}: 64 examples / (2 x 8) = 4 steps per epoch"
+        )
+        ckpt = torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)
+        assert len(ckpt["rng"]) == 2, "the checkpoint must hold both ranks' RNG states"
+        written = sorted(p.name for p in (tmp_path / name).iterdir())
+        assert written == ["checkpoint.pt", "model.pt"], f"{name}: unexpected files {written}"

@@ -1,0 +1,256 @@
+"""Batches for ``fit``: the in-memory tensor fast path, and any Dataset or DataLoader.
+
+Both paths shuffle with the same permutation, ``torch.randperm(n)`` from a generator seeded with
+``seed + epoch`` and shared between processes like ``DistributedSampler`` does, so tensors and a
+``TensorDataset`` of the same tensors give the same batches, and a run can resume mid-epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+
+from zskit.errors import ConfigError, DataError
+from zskit.train.distributed import DistInfo, shard_indices
+
+SINGLE_PROCESS = DistInfo()
+
+__all__ = ["LoaderBatches", "TensorBatches", "batch_size_of", "make_batches", "to_device"]
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """Move every tensor inside a (nested) tuple, list or dict batch to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def batch_size_of(batch: Any) -> int:
+    """The number of examples in ``batch``: the length of its first tensor (or list)."""
+    if isinstance(batch, torch.Tensor):
+        return len(batch) if batch.ndim else 1
+    if isinstance(batch, Mapping):
+        batch = list(batch.values())
+    if isinstance(batch, (list, tuple)):
+        for value in batch:
+            if isinstance(value, (torch.Tensor, Mapping, list, tuple)):
+                return batch_size_of(value)
+        return len(batch)
+    return 1
+
+
+def is_tensor_tuple(data: Any) -> bool:
+    """True for the fast path: a tuple or list of tensors / arrays of equal length."""
+    return (
+        isinstance(data, (tuple, list))
+        and len(data) > 0
+        and all(isinstance(t, (torch.Tensor, np.ndarray)) for t in data)
+    )
+
+
+class TensorBatches:
+    """Batches of in-memory tensors held on ``device``: index slices of a seeded permutation.
+
+    No DataLoader and no workers: each batch is ``tensor.index_select(0, idx)``. Under torchrun each
+    rank takes its shard of the permutation (:func:`shard_indices`).
+    """
+
+    def __init__(
+        self,
+        tensors: Sequence[torch.Tensor | np.ndarray],
+        batch_size: int,
+        *,
+        device: torch.device,
+        shuffle: bool,
+        seed: int = 0,
+        drop_last: bool = False,
+        dist: DistInfo = SINGLE_PROCESS,
+    ) -> None:
+        tensors = [torch.as_tensor(t) for t in tensors]
+        lengths = {len(t) for t in tensors}
+        if len(lengths) != 1:
+            shapes = [tuple(t.shape) for t in tensors]
+            raise DataError(
+                f"the tensors of train/val data have different lengths {shapes}; "
+                "pass (X, Y[, mask]) of equal length."
+            )
+        self.n = lengths.pop()
+        if self.n == 0:
+            raise DataError("the data tensors are empty; pass at least one example.")
+        self.tensors = tuple(t.to(device) for t in tensors)
+        self.batch_size, self.shuffle, self.seed = batch_size, shuffle, seed
+        self.drop_last, self.dist = drop_last, dist
+        self.per_rank = -(-self.n // dist.world_size)
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.per_rank, self.batch_size)
+        return full if self.drop_last or rest == 0 else full + 1
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[tuple[torch.Tensor, ...]]:
+        """The batches of ``epoch``, leaving out the first ``skip`` (to resume mid-epoch)."""
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed + epoch)
+            order = torch.randperm(self.n, generator=gen)
+        else:
+            order = torch.arange(self.n)
+        order = shard_indices(order, self.dist.rank, self.dist.world_size)
+        order = order.to(self.tensors[0].device)
+        for b in range(skip, len(self)):
+            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
+            yield tuple(t.index_select(0, idx) for t in self.tensors)
+
+
+class _ResumableSampler(DistributedSampler):
+    """``DistributedSampler`` that can leave out the first ``skip`` indices of an epoch."""
+
+    skip = 0
+
+    def __iter__(self) -> Iterator[int]:
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self) -> int:
+        return super().__len__() - self.skip
+
+
+class LoaderBatches:
+    """Batches from a Dataset (in a DataLoader with a per-epoch seeded sampler) or a DataLoader.
+
+    A DataLoader is used as is; under torchrun it is rebuilt with a ``DistributedSampler`` if it
+    has none.
+    """
+
+    def __init__(
+        self,
+        data: Dataset | DataLoader,
+        batch_size: int,
+        *,
+        shuffle: bool,
+        seed: int = 0,
+        num_workers: int = 0,
+        drop_last: bool = False,
+        dist: DistInfo = SINGLE_PROCESS,
+    ) -> None:
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)  # worker seeds: not the global RNG
+        self.sampler: _ResumableSampler | None = None
+        if isinstance(data, DataLoader):
+            self.loader = _distributed_loader(data, seed, dist) if dist.enabled else data
+        else:
+            if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
+                raise ConfigError(
+                    f"cannot train on {type(data).__name__}: pass tensors (X, Y[, mask]), a "
+                    "map-style Dataset or a DataLoader."
+                )
+            self.sampler = _ResumableSampler(
+                data, num_replicas=dist.world_size, rank=dist.rank, shuffle=shuffle, seed=seed
+            )
+            self.loader = DataLoader(
+                data,
+                batch_size=batch_size,
+                sampler=self.sampler,
+                num_workers=num_workers,
+                drop_last=drop_last,
+                generator=self.generator,
+                pin_memory=torch.cuda.is_available(),
+                persistent_workers=False,
+            )
+        try:
+            self.length = len(self.loader)
+        except TypeError as exc:
+            raise ConfigError(
+                "the training DataLoader has no length (an IterableDataset?); fit needs the "
+                "number of batches per epoch: pass a map-style Dataset or give it a __len__."
+            ) from exc
+
+    def __len__(self) -> int:
+        return self.length
+
+    def epoch(self, epoch: int, skip: int = 0) -> Iterator[Any]:
+        """The batches of ``epoch``, leaving out the first ``skip`` (to resume mid-epoch)."""
+        sampler = getattr(self.loader, "sampler", None)
+        if hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        self.generator.manual_seed(self.seed + epoch)
+        if self.sampler is not None:
+            self.sampler.skip = skip * self.loader.batch_size
+            try:
+                yield from self.loader
+            finally:
+                self.sampler.skip = 0
+        else:  # a DataLoader given as is: skipped batches are still loaded
+            yield from itertools.islice(self.loader, skip, None)
+
+
+def _distributed_loader(loader: DataLoader, seed: int, dist: DistInfo) -> DataLoader:
+    """The same DataLoader with a ``DistributedSampler`` (kept if it already has one)."""
+    if isinstance(loader.sampler, DistributedSampler):
+        return loader
+    if loader.batch_size is None:
+        raise ConfigError(
+            "under torchrun fit cannot shard a DataLoader built with a custom batch_sampler; "
+            "give it a DistributedSampler-based sampler yourself or pass the Dataset."
+        )
+    sampler = DistributedSampler(
+        loader.dataset,
+        num_replicas=dist.world_size,
+        rank=dist.rank,
+        shuffle=isinstance(loader.sampler, RandomSampler),
+        seed=seed,
+    )
+    return DataLoader(
+        loader.dataset,
+        batch_size=loader.batch_size,
+        sampler=sampler,
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        pin_memory=loader.pin_memory,
+        drop_last=loader.drop_last,
+        worker_init_fn=loader.worker_init_fn,
+    )
+
+
+def make_batches(
+    data: Any,
+    batch_size: int,
+    *,
+    device: torch.device,
+    shuffle: bool,
+    seed: int = 0,
+    num_workers: int = 0,
+    drop_last: bool = False,
+    dist: DistInfo = SINGLE_PROCESS,
+) -> TensorBatches | LoaderBatches:
+    """The fast path for a tuple of tensors, a DataLoader-based path otherwise."""
+    if is_tensor_tuple(data):
+        return TensorBatches(
+            data,
+            batch_size,
+            device=device,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            dist=dist,
+        )
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        raise ConfigError(
+            "train/val data is a single tensor; pass a tuple (X, Y[, mask]) so targets come "
+            "with the inputs."
+        )
+    return LoaderBatches(
+        data,
+        batch_size,
+        shuffle=shuffle,
+        seed=seed,
+        num_workers=num_workers,
+        drop_last=drop_last,
+        dist=dist,
+    )

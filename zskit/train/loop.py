@@ -1,0 +1,494 @@
+"""The training loop: ``fit(model, train_data, config=TrainConfig(...))``.
+
+One loop serves every notebook: device choice, mixed precision, gradient clipping, a per-step
+schedule, EMA and weight averaging, validation with model selection and early stopping, atomic
+checkpoints with exact resume, callbacks and DDP under ``torchrun``.
+
+``loss_fn(model, batch) -> scalar tensor`` computes the loss of one batch. The default unpacks
+``batch = (inputs, targets[, mask])`` and applies masked BCE to ``model(inputs)``; wrap any
+criterion the same way with :func:`supervised`. During training ``model`` is the
+``DistributedDataParallel`` wrapper under torchrun, so reach everything the loss needs through
+``model(...)`` (a dual encoder's ``forward`` returns audio and text embeddings and its scale, as in
+open_clip).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from zskit.errors import ConfigError, DataError
+from zskit.losses import masked_bce
+from zskit.train.batches import batch_size_of, make_batches, to_device
+from zskit.train.checkpoint import (
+    atomic_save,
+    average_state_dicts,
+    cpu_state_dict,
+    get_rng_state,
+    load_checkpoint,
+    set_rng_state,
+)
+from zskit.train.config import TrainConfig
+from zskit.train.devices import resolve_amp, resolve_device, seed_everything
+from zskit.train.distributed import (
+    all_reduce_mean,
+    broadcast_object,
+    gather_objects,
+    setup_distributed,
+)
+from zskit.train.schedules import LRSchedule
+from zskit.train.state import PROGRESS_FIELDS, FitResult, TrainingError, TrainState
+
+__all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "fit", "predict", "supervised"]
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"  # the last state, for resume=True
+MODEL_FILE = "model.pt"  # the selected weights (state_dict) at the end of fit
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+MetricFn = Callable[[nn.Module, Any], "float | Mapping[str, float]"]
+
+
+def supervised(criterion: Callable[..., torch.Tensor]) -> LossFn:
+    """A ``fit`` loss from ``criterion(outputs, targets[, mask])`` for batches ``(inputs, ...)``."""
+
+    def loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
+        inputs, *targets = batch
+        return criterion(model(inputs), *targets)
+
+    return loss
+
+
+def _build_optimizer(
+    model: nn.Module, config: TrainConfig, param_groups: Iterable[Any] | None
+) -> torch.optim.Optimizer:
+    if param_groups is None:
+        param_groups = [p for p in model.parameters() if p.requires_grad]
+    params = list(param_groups)
+    if not params:
+        raise ConfigError(
+            f"{type(model).__name__} has no trainable parameters; unfreeze some or pass "
+            "param_groups."
+        )
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return cls(params, lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+
+
+def _metric_columns(value: float | Mapping[str, float]) -> dict[str, float]:
+    if isinstance(value, Mapping):
+        return {(k if k.startswith("val_") else f"val_{k}"): float(v) for k, v in value.items()}
+    return {"val_metric": float(value)}
+
+
+class _Run:
+    """The pieces of one ``fit`` call and the loop over them."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        train_data: Any,
+        val_data: Any,
+        config: TrainConfig,
+        loss_fn: LossFn,
+        metric_fn: MetricFn | None,
+        callbacks: Sequence[Any],
+        out_dir: Path | None,
+        param_groups: Iterable[Any] | None,
+    ) -> None:
+        self.config, self.loss_fn, self.metric_fn = config, loss_fn, metric_fn
+        self.callbacks = callbacks
+        self.device = resolve_device(config.device)
+        self.dist = setup_distributed(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        seed_everything(config.seed + self.dist.rank)
+        self.model = self.net = model.to(self.device)
+        common = {"device": self.device, "seed": config.seed, "num_workers": config.num_workers}
+        self.train = make_batches(
+            train_data,
+            config.batch_size,
+            shuffle=True,
+            drop_last=config.drop_last,
+            dist=self.dist,
+            **common,
+        )
+        self.val_data = val_data
+        self.val = (
+            None
+            if val_data is None
+            else make_batches(val_data, config.batch_size, shuffle=False, **common)
+        )
+        self.steps_per_epoch = len(self.train)
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"the training data gives no batch of {config.batch_size} per epoch; lower "
+                "batch_size or set drop_last=False."
+            )
+        self.total_steps = config.max_epochs * self.steps_per_epoch
+        if config.max_steps is not None:
+            self.total_steps = min(self.total_steps, config.max_steps)
+        if (
+            (config.early_stopping_patience or config.schedule == "plateau")
+            and val_data is None
+            and config.monitor.startswith("val_")
+        ):
+            raise ConfigError(
+                f"early stopping / the plateau schedule monitor {config.monitor!r}, which needs "
+                "val_data; pass val_data or monitor 'train_loss'."
+            )
+        self.optimizer = _build_optimizer(model, config, param_groups)
+        self.params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.schedule = LRSchedule(self.optimizer, config, self.steps_per_epoch, self.total_steps)
+        self.amp_dtype, use_scaler = resolve_amp(config.amp, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        self.ema = None
+        if config.ema_decay is not None:
+            ema_fn = get_ema_multi_avg_fn(config.ema_decay)
+            self.ema = AveragedModel(model, multi_avg_fn=ema_fn, use_buffers=True)
+        self.recent: deque[dict[str, torch.Tensor]] = deque(maxlen=config.average_last_k)
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.state = TrainState(model, self.optimizer, config, self.dist.rank, self.dist.world_size)
+        self.checkpoint = None if out_dir is None else out_dir / CHECKPOINT_FILE
+        self.saved_step: int | None = None
+
+    # -- one step, one validation, one epoch end -------------------------------------------------
+    def _autocast(self) -> AbstractContextManager:
+        return torch.autocast(
+            self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None
+        )
+
+    def _diverged(self, what: str, value: float) -> TrainingError:
+        s = self.state
+        kept = (
+            f"the last good checkpoint {self.checkpoint} (step {self.saved_step}) is kept; "
+            "resume=True continues from it"
+            if self.saved_step is not None
+            else "no checkpoint was written yet (set out_dir and checkpoint_every to keep one)"
+        )
+        return TrainingError(
+            f"training diverged: the {what} is {value} at step {s.step + 1} (epoch "
+            f"{s.epoch + 1}, batch {s.step_in_epoch + 1}); {kept}. Lower lr, set grad_clip, "
+            "or check that batch's inputs.",
+            step=s.step + 1,
+        )
+
+    def _step(self, batch: Any) -> float:
+        s, config = self.state, self.config
+        batch = to_device(batch, self.device)
+        with self._autocast():
+            loss = self.loss_fn(self.net, batch)
+        if not isinstance(loss, torch.Tensor) or loss.ndim != 0:
+            raise ConfigError(
+                f"loss_fn must return a scalar tensor, got {type(loss).__name__} "
+                f"{getattr(loss, 'shape', '')}; reduce it with .mean()."
+            )
+        value = float(all_reduce_mean(loss.detach().float(), self.dist))
+        if not math.isfinite(value):
+            raise self._diverged("loss", value)
+        self.scaler.scale(loss).backward()
+        if config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip))
+            if not self.scaler.is_enabled() and not math.isfinite(norm):
+                raise self._diverged("gradient norm", norm)
+        s.lr = self.optimizer.param_groups[0]["lr"]
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        s.step += 1
+        s.step_in_epoch += 1
+        s.epoch_loss_sum += value
+        s.epoch_batches += 1
+        self.schedule.step(s.step)
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        return value
+
+    @torch.no_grad()
+    def _validate(self) -> dict[str, float]:
+        if self.val is None:
+            return {}
+        model, was_training = self.model, self.model.training
+        model.eval()
+        total, count = 0.0, 0
+        for batch in self.val.epoch(0):
+            batch = to_device(batch, self.device)
+            with self._autocast():
+                loss = self.loss_fn(model, batch)
+            n = batch_size_of(batch)
+            total, count = total + float(loss) * n, count + n
+        metrics = {"val_loss": total / max(count, 1)}
+        if self.metric_fn is not None:
+            metrics.update(_metric_columns(self.metric_fn(model, self.val_data)))
+        model.train(was_training)
+        self._call("on_validation_end", self.state, metrics)
+        return metrics
+
+    def _row(self, seconds: float) -> dict[str, float]:
+        s = self.state
+        done = s.step_in_epoch == self.steps_per_epoch
+        row = {
+            "epoch": s.epoch + 1 if done else s.epoch + s.step_in_epoch / self.steps_per_epoch,
+            "step": s.step,
+            "train_loss": s.epoch_loss_sum / max(s.epoch_batches, 1),
+            **self._validate(),
+            "lr": s.lr,
+            "seconds": seconds,
+        }
+        return broadcast_object(row, self.dist)  # identical decisions on every rank
+
+    def _end_epoch(self, seconds: float) -> None:
+        s, config = self.state, self.config
+        row = self._row(seconds)
+        value = row.get(config.monitor)
+        if value is None and (config.early_stopping_patience or config.schedule == "plateau"):
+            raise ConfigError(
+                f"monitor={config.monitor!r} is not a history column; choose one of {list(row)}."
+            )
+        self.schedule.epoch_end(value)
+        if value is not None:
+            better = s.best_value is None or (
+                value < s.best_value if config.mode == "min" else value > s.best_value
+            )
+            if better:
+                s.best_value, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
+                self.best_state = cpu_state_dict(self.model)
+            else:
+                s.bad_epochs += 1
+                if (
+                    config.early_stopping_patience
+                    and s.bad_epochs >= config.early_stopping_patience
+                ):
+                    s.should_stop = s.stopped_early = True
+        if self.recent.maxlen:
+            self.recent.append(cpu_state_dict(self.model))
+        s.history.append(row)
+        logger.info("epoch %s: %s", row["epoch"], {k: round(v, 6) for k, v in row.items()})
+        s.epoch, s.step_in_epoch, s.epoch_loss_sum, s.epoch_batches = s.epoch + 1, 0, 0.0, 0
+        self._save()
+        self._call("on_epoch_end", s, row)
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            method = getattr(callback, hook, None)
+            if method is not None:
+                method(*args)
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def _save(self) -> None:
+        if self.checkpoint is None:
+            return
+        rng = gather_objects(get_rng_state(), self.dist)  # every rank's generators, saved by rank 0
+        if self.dist.is_main:
+            atomic_save(
+                {
+                    "format": 1,
+                    "model": self.model.state_dict(),
+                    "optimizer": self.optimizer.state_dict(),
+                    "schedule": self.schedule.state_dict(),
+                    "scaler": self.scaler.state_dict(),
+                    "ema": None if self.ema is None else self.ema.state_dict(),
+                    "recent": list(self.recent),
+                    "best_state": self.best_state,
+                    "progress": {name: getattr(self.state, name) for name in PROGRESS_FIELDS},
+                    "rng": rng,
+                    "config": dataclasses.asdict(self.config),
+                },
+                self.checkpoint,
+            )
+        self.saved_step = self.state.step
+
+    def _restore(self) -> None:
+        ckpt = load_checkpoint(self.checkpoint)
+        changed = sorted(
+            k for k, v in dataclasses.asdict(self.config).items() if ckpt["config"].get(k) != v
+        )
+        if changed:
+            logger.warning("resuming %s with changed settings %s", self.checkpoint, changed)
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.schedule.load_state_dict(ckpt["schedule"])
+        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.ema is not None and ckpt["ema"] is not None:
+            self.ema.load_state_dict(ckpt["ema"])
+        self.recent.extend(ckpt["recent"])
+        self.best_state = ckpt["best_state"]
+        for name, value in ckpt["progress"].items():
+            setattr(self.state, name, value)
+        self.state.should_stop = self.state.stopped_early  # an early-stopped run stays stopped
+        rng = ckpt["rng"]
+        if len(rng) != self.dist.world_size:
+            logger.warning(
+                "%s was written by %d processes, resuming with %d",
+                self.checkpoint,
+                len(rng),
+                self.dist.world_size,
+            )
+        set_rng_state(rng[self.dist.rank % len(rng)])
+        self.saved_step = self.state.step
+        logger.info(
+            "resumed from %s at step %d (epoch %d)",
+            self.checkpoint,
+            self.state.step,
+            self.state.epoch,
+        )
+
+    # -- the loop ---------------------------------------------------------------------------------
+    def run(self, resume: bool) -> FitResult:
+        s, config = self.state, self.config
+        if resume and self.checkpoint.is_file():
+            self._restore()
+        elif resume:
+            logger.warning("resume=True but %s does not exist: starting afresh", self.checkpoint)
+        if self.dist.enabled:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        self._call("on_train_start", s)
+        bar = tqdm(
+            total=self.total_steps, initial=s.step, desc="fit", unit="step",
+            disable=not (config.progress and self.dist.is_main),
+        )  # fmt: skip
+        try:
+            while not s.should_stop and s.step < self.total_steps and s.epoch < config.max_epochs:
+                start = time.perf_counter()
+                for batch in self.train.epoch(s.epoch, skip=s.step_in_epoch):
+                    loss = self._step(batch)
+                    bar.update(1)
+                    if s.step % 10 == 0 or s.step == self.total_steps:
+                        bar.set_postfix(loss=f"{loss:.4g}", lr=f"{s.lr:.3g}", refresh=False)
+                    self._call("on_step_end", s, loss)
+                    if config.checkpoint_every and s.step % config.checkpoint_every == 0:
+                        self._save()
+                    if s.should_stop or s.step >= self.total_steps:
+                        break
+                seconds = time.perf_counter() - start
+                if s.step_in_epoch == self.steps_per_epoch:
+                    self._end_epoch(seconds)
+                else:  # stopped mid-epoch: save first (to resume this epoch), then report
+                    self._save()
+                    s.history.append(self._row(seconds))
+                    break
+        finally:
+            bar.close()
+        return self._finish()
+
+    def _finish(self) -> FitResult:
+        s, config = self.state, self.config
+        averaged = average_state_dicts(list(self.recent)) if len(self.recent) > 1 else None
+        if config.select == "best" and self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        elif config.select == "average" and averaged is not None:
+            self.model.load_state_dict(averaged)
+        elif config.select == "ema":
+            self.model.load_state_dict(self.ema.module.state_dict())
+        if self.checkpoint is not None and self.dist.is_main:
+            atomic_save(self.model.state_dict(), self.checkpoint.with_name(MODEL_FILE))
+        self._call("on_train_end", s)
+        return FitResult(
+            model=self.model,
+            history=pd.DataFrame(s.history),
+            steps=s.step,
+            best_epoch=s.best_epoch,
+            best_value=s.best_value,
+            best_state=self.best_state,
+            averaged_state=averaged,
+            ema_model=None if self.ema is None else self.ema.module,
+            stopped_early=s.stopped_early,
+            checkpoint=self.checkpoint,
+        )
+
+
+def fit(
+    model: nn.Module,
+    train_data: Any,
+    *,
+    val_data: Any = None,
+    config: TrainConfig | None = None,
+    loss_fn: LossFn | None = None,
+    metric_fn: MetricFn | None = None,
+    callbacks: Sequence[Any] = (),
+    resume: bool = False,
+    out_dir: str | Path | None = None,
+    param_groups: Iterable[Any] | None = None,
+) -> FitResult:
+    """Train ``model`` and return a :class:`FitResult`.
+
+    ``train_data`` / ``val_data``: a tuple of tensors ``(X, Y[, mask])`` (the fast path: held on the
+    device, batches are index slices of a seeded permutation), a map-style Dataset, or a DataLoader.
+    ``loss_fn(model, batch)``: see the module docstring; default masked BCE on ``model(X)``.
+    ``metric_fn(model, val_data)``: a float (column ``val_metric``) or a dict (columns
+    ``val_<key>``), computed after each epoch in eval mode under ``no_grad``; :func:`predict` helps.
+    ``callbacks``: objects with any of the :class:`Callback` hooks.
+    ``out_dir``: where ``checkpoint.pt`` (the last state) and ``model.pt`` (the selected weights)
+    are written; ``resume=True`` continues from ``out_dir/checkpoint.pt`` with the same result as an
+    uninterrupted run. ``param_groups``: optimiser parameter groups (e.g. a smaller lr for early
+    layers); default all trainable parameters.
+
+    Under ``torchrun`` (one process per device): ``config.batch_size`` is per process, each process
+    trains on its shard of every epoch, gradients are averaged by DDP, every process validates on
+    the whole ``val_data`` (rank 0's row is broadcast so decisions agree), and only rank 0 writes
+    files and shows progress.
+    """
+    config = config or TrainConfig()
+    out = None if out_dir is None else Path(out_dir)
+    if resume and out is None:
+        raise ConfigError("resume=True needs out_dir, the folder holding checkpoint.pt; pass it.")
+    run = _Run(
+        model,
+        train_data,
+        val_data,
+        config,
+        loss_fn or supervised(masked_bce),
+        metric_fn,
+        callbacks,
+        out,
+        param_groups,
+    )
+    return run.run(resume)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, data: Any, *, batch_size: int = 256, device: str | torch.device | None = None
+) -> Any:
+    """``model(inputs)`` over ``data`` in order, in eval mode, concatenated on the CPU.
+
+    ``data``: a tensor of inputs, a tuple ``(X, ...)`` (X is used), a Dataset or DataLoader whose
+    batches start with the inputs. Tuple outputs give a tuple of concatenated tensors.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if isinstance(data, (torch.Tensor, np.ndarray)):
+        data = (data,)
+    batches = make_batches(data, batch_size, device=device, shuffle=False)
+    was_training = model.training
+    model.eval()
+    outputs = []
+    for batch in batches.epoch(0):
+        batch = to_device(batch, device)
+        out = model(batch[0] if isinstance(batch, (list, tuple)) else batch)
+        outputs.append(tuple(o.cpu() for o in out) if isinstance(out, (tuple, list)) else out.cpu())
+    model.train(was_training)
+    if outputs and isinstance(outputs[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*outputs))
+    return torch.cat(outputs)
