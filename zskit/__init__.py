@@ -30,7 +30,7 @@ _LAZY = {
     "reproduce": "zskit.runner",
 }
 
-__all__ = ["ZskitError", "__version__", *_LAZY]
+__all__ = ["ZskitError", "__version__", *_LAZY]  # noqa: PLE0604 (the lazy names)
 
 
 def __getattr__(name: str) -> Any:

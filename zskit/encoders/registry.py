@@ -161,6 +161,7 @@ def _create(kind: str, name: str, pretrained: Any, tiny: bool, overrides: dict[s
     pcfg = spec.pretrained_cfg(pretrained)
     model = spec.build(cfg, pcfg)
     model.pretrained_cfg = pcfg
+    model.encoder_name = name  # the registry name (used e.g. to name embedding caches)
     return model
 
 

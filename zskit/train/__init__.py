@@ -5,9 +5,9 @@
 >>> result.history  # one row per epoch
 """
 
+from zskit.devices import resolve_amp, resolve_device
 from zskit.train.checkpoint import atomic_save, average_state_dicts, load_checkpoint
 from zskit.train.config import TrainConfig
-from zskit.train.devices import resolve_amp, resolve_device
 from zskit.train.distributed import DistInfo, cleanup_distributed, setup_distributed, shard_indices
 from zskit.train.loop import CHECKPOINT_FILE, MODEL_FILE, fit, predict, supervised
 from zskit.train.schedules import (

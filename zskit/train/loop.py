@@ -31,6 +31,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from zskit.devices import resolve_amp, resolve_device, seed_everything
 from zskit.errors import ConfigError, DataError
 from zskit.losses import masked_bce
 from zskit.train.batches import batch_size_of, make_batches, to_device
@@ -43,7 +44,6 @@ from zskit.train.checkpoint import (
     set_rng_state,
 )
 from zskit.train.config import TrainConfig
-from zskit.train.devices import resolve_amp, resolve_device, seed_everything
 from zskit.train.distributed import (
     all_reduce_mean,
     broadcast_object,

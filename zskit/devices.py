@@ -1,4 +1,4 @@
-"""Device, mixed-precision and seeding choices of ``fit``."""
+"""Device, mixed-precision and seeding choices shared by training (``fit``) and embedding (``zskit.cache``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,353 @@
+"""EmbeddingCache / embed_manifest with a tiny deterministic encoder over short wav files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tracemalloc
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from torch import nn
+
+import zskit.cache as cache_mod
+from zskit.audio import load_audio
+from zskit.cache import EmbeddingCache, embed_manifest
+from zskit.data.manifest import load_corpus, write_json, write_manifest
+from zskit.encoders.base import AudioEncoder, EncoderOutput, check_waveforms
+from zskit.errors import AudioLoadError, ConfigError, DataError
+
+SR = 8000
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    sample_rate: int = SR
+    embed_dim: int = 5
+    scale: float = 1.0
+
+
+class StatsEncoder(AudioEncoder):
+    """Masked statistics of each clip (mean, rms, peak, duration, first sample) x a weight vector.
+
+    Counts its calls; raises on call number ``fail_at``; runs ``on_call()`` before each call.
+    """
+
+    def __init__(self, cfg: StatsConfig = StatsConfig(), fail_at: int | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.weight = nn.Parameter(torch.linspace(1.0, 2.0, cfg.embed_dim))
+        self.calls, self.fail_at, self.on_call = 0, fail_at, None
+
+    def forward_features(self, waveforms, lengths=None):
+        self.calls += 1
+        if self.on_call is not None:
+            self.on_call()
+        if self.calls == self.fail_at:
+            raise RuntimeError(f"simulated crash on call {self.calls}")
+        x = check_waveforms(waveforms, SR)
+        if lengths is None:
+            lengths = torch.full((x.shape[0],), x.shape[1])
+        mask = torch.arange(x.shape[1]) < lengths[:, None]
+        n = lengths.to(x.dtype)
+        xm = x * mask
+        stats = torch.stack([xm.sum(1) / n, ((xm**2).sum(1) / n).sqrt(), xm.abs().amax(1),
+                             n / SR, x[:, 0]], dim=1)
+        emb = stats[:, torch.arange(self.cfg.embed_dim) % 5] * self.cfg.scale * self.weight
+        return EncoderOutput(embedding=emb, logits=emb[:, :2] - emb[:, 2:4])
+
+
+def _write_clips(folder: Path, n: int, seconds: tuple[float, float], seed: int = 0) -> list[Path]:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n):
+        x = rng.uniform(-0.9, 0.9, int(rng.uniform(*seconds) * SR)).astype(np.float32)
+        path = folder / f"clip_{i:02d}.wav"
+        sf.write(path, x, SR, subtype="FLOAT")
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture
+def clips(tmp_path) -> list[Path]:
+    """A dozen clips of 0.2-1.3 s at 8 kHz (float wav: exact round trip)."""
+    return _write_clips(tmp_path / "audio", 12, (0.2, 1.3))
+
+
+def _direct(encoder: StatsEncoder, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    """Reference: one clip at a time, no padding, no cache."""
+    with torch.no_grad():
+        outs = [encoder.forward_features(load_audio(p, SR)[None]) for p in paths]
+    return (torch.cat([o.embedding for o in outs]).numpy(),
+            torch.cat([o.logits for o in outs]).numpy())
+
+
+def _embed(encoder, paths, cache_dir, **kwargs):
+    kwargs = {"batch_size": 2, "shard_size": 4, "progress": False, "device": "cpu", **kwargs}
+    return embed_manifest(encoder, paths, cache_dir=cache_dir, **kwargs)
+
+
+def _visible(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if not p.name.startswith(".")}
+
+
+def test_results_equal_direct_encoder_calls(clips, tmp_path):
+    enc = StatsEncoder()
+    enc.train()
+    emb = _embed(enc, clips, tmp_path / "cache", batch_size=5)
+    ref, _ = _direct(StatsEncoder(), clips)
+    assert isinstance(emb, np.memmap), f"expected an np.memmap, got {type(emb)}"
+    assert emb.dtype == np.float32 and emb.shape == (12, 5), f"got {emb.dtype} {emb.shape}"
+    np.testing.assert_allclose(emb, ref, rtol=1e-5, atol=1e-7,
+                               err_msg="cached embeddings differ from direct per-clip calls")
+    assert enc.training, "the encoder's training mode was not restored"
+
+
+def test_store_logits_equal_direct_logits(clips, tmp_path):
+    cache = EmbeddingCache(StatsEncoder(), clips, cache_dir=tmp_path, batch_size=3, shard_size=5,
+                           store_logits=True, progress=False, device="cpu").compute()
+    ref_emb, ref_logits = _direct(StatsEncoder(), clips)
+    np.testing.assert_allclose(cache.embeddings, ref_emb, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(cache.logits, ref_logits, rtol=1e-5, atol=1e-7,
+                               err_msg="cached logits differ from EncoderOutput.logits")
+    assert _visible(cache.directory) == {"key.json", "embeddings.npy", "logits.npy",
+                                         "complete.json"}, sorted(cache.directory.iterdir())
+
+
+def test_encoder_without_logits_is_refused_when_logits_are_asked(clips, tmp_path):
+    class NoLogits(StatsEncoder):
+        def forward_features(self, waveforms, lengths=None):
+            return EncoderOutput(super().forward_features(waveforms, lengths).embedding)
+
+    with pytest.raises(ConfigError, match="store_logits=False"):
+        _embed(NoLogits(), clips, tmp_path, store_logits=True)
+
+
+def test_second_call_makes_no_encoder_call(clips, tmp_path):
+    first = StatsEncoder()
+    a = _embed(first, clips, tmp_path)
+    assert first.calls == 6, f"12 clips in batches of 2 should take 6 calls, took {first.calls}"
+    again = StatsEncoder()  # a new instance with the same config and weights
+    b = _embed(again, clips, tmp_path)
+    assert again.calls == 0, f"a cache hit still called the encoder {again.calls} times"
+    assert a.filename == b.filename, f"{a.filename} != {b.filename}"
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("change", ["config", "weights", "segment", "hop", "content", "logits"])
+def test_any_key_change_recomputes(clips, tmp_path, change):
+    enc = StatsEncoder()
+    base = EmbeddingCache(enc, clips, cache_dir=tmp_path, batch_size=4, progress=False,
+                          device="cpu").compute()
+    kwargs = {"cache_dir": tmp_path, "batch_size": 4, "progress": False, "device": "cpu"}
+    if change == "config":
+        enc = StatsEncoder(dataclasses.replace(enc.cfg, scale=2.0))
+    elif change == "weights":
+        with torch.no_grad():
+            enc.weight[0] += 0.5
+    elif change == "segment":
+        kwargs["segment_seconds"] = 0.5
+    elif change == "hop":
+        kwargs.update(segment_seconds=1.0, segment_hop=0.5)
+    elif change == "logits":
+        kwargs["store_logits"] = True
+    else:  # same length, new samples, saved a second later (robust to coarse file-system clocks)
+        before = clips[3].stat().st_mtime_ns
+        x = sf.read(clips[3], dtype="float32")[0]
+        sf.write(clips[3], -x, SR, subtype="FLOAT")
+        os.utime(clips[3], ns=(before + 10**9, before + 10**9))
+    calls = enc.calls
+    new = EmbeddingCache(enc, clips, **kwargs)
+    assert new.key != base.key and new.directory != base.directory, f"{change}: same key"
+    assert not new.complete, f"{change}: a new key found a complete cache"
+    new.compute()
+    assert enc.calls > calls, f"{change}: the encoder was not called again"
+    if change in ("config", "weights", "content"):
+        ref, _ = _direct(enc, clips)
+        np.testing.assert_allclose(new.embeddings, ref, rtol=1e-5, atol=1e-7,
+                                   err_msg=f"{change}: recomputed embeddings are stale")
+    if change == "content":
+        assert not np.allclose(new.embeddings[3], base.embeddings[3]), "row 3 did not change"
+
+
+def test_content_fingerprint_follows_bytes_not_times(clips, tmp_path):
+    def key(contents: bool) -> str:
+        return EmbeddingCache(StatsEncoder(), clips, cache_dir=tmp_path, hash_contents=contents,
+                              progress=False).key
+
+    stat_key, content_key = key(False), key(True)
+    st = clips[0].stat()
+    os.utime(clips[0], ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touch: same bytes
+    assert key(False) != stat_key, "size+mtime fingerprint ignored a new mtime"
+    assert key(True) == content_key, "content fingerprint changed although the bytes did not"
+    x = sf.read(clips[0], dtype="float32")[0]
+    sf.write(clips[0], x[::-1].copy(), SR, subtype="FLOAT")
+    os.utime(clips[0], ns=(st.st_atime_ns, st.st_mtime_ns))  # new bytes, old size and time
+    assert key(False) == stat_key, "expected: size+mtime cannot see a same-size same-time edit"
+    assert key(True) != content_key, "content fingerprint missed changed bytes"
+
+
+def test_interrupted_run_resumes_with_only_the_missing_shards(clips, tmp_path):
+    crashing = StatsEncoder(fail_at=4)  # 3 shards of 4 clips, 2 calls each: dies in shard 2
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _embed(crashing, clips, tmp_path / "a")
+    (folder,) = (tmp_path / "a" / "statsencoder").iterdir()
+    assert _visible(folder) == {"key.json", "emb_000000000-000000004.npy"}, sorted(
+        folder.iterdir())
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")], "temp files left behind"
+
+    resumed = StatsEncoder()
+    emb = _embed(resumed, clips, tmp_path / "a")
+    assert resumed.calls == 4, f"resume should redo shards 2 and 3 (4 calls), did {resumed.calls}"
+    clean = _embed(StatsEncoder(), clips, tmp_path / "b")
+    np.testing.assert_array_equal(emb, clean, err_msg="resumed result differs from a clean run")
+    assert _visible(folder) == {"key.json", "embeddings.npy", "complete.json"}, sorted(
+        folder.iterdir())
+
+
+def test_no_half_written_file_is_ever_visible(clips, tmp_path, monkeypatch):
+    moves: list[tuple[str, str]] = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        moves.append((Path(src).name, Path(dst).name))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(cache_mod.os, "replace", spy)
+    writes: list[str] = []  # every file zskit.cache opens for writing
+    real_open = open
+
+    def open_spy(file, mode="r", *args, **kwargs):
+        if any(m in mode for m in "wax+"):
+            writes.append(Path(file).name)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(cache_mod, "open", open_spy, raising=False)
+    enc = StatsEncoder()
+    cache = EmbeddingCache(enc, clips, cache_dir=tmp_path, batch_size=2, shard_size=4,
+                           store_logits=True, progress=False, device="cpu")
+    checked = []
+
+    def check_visible_files():
+        if not cache.directory.exists():
+            return
+        for name in _visible(cache.directory):
+            path = cache.directory / name
+            if name.endswith(".json"):
+                json.loads(path.read_text())
+            elif name in ("embeddings.npy", "logits.npy"):
+                assert np.load(path).shape[0] == len(clips), f"{name} is incomplete"
+            else:  # a shard: <kind>_<start>-<stop>.npy
+                start, stop = (int(v) for v in name[:-4].split("_")[1].split("-"))
+                array = np.load(path)
+                assert array.shape[0] == stop - start, f"{name} holds {array.shape}"
+            checked.append(name)
+
+    enc.on_call = check_visible_files
+    cache.compute()
+    check_visible_files()
+    assert any(n.startswith("emb_") for n in checked), f"no shard was seen mid-run: {checked}"
+    final = {dst for _, dst in moves}
+    for name in checked:
+        assert name in final, f"{name} appeared without an atomic rename"
+    for src, dst in moves:
+        assert src.startswith(".") and src.endswith(".tmp"), f"{dst} was moved from {src}"
+    assert len(writes) == 3 * 2 + 2, f"expected 6 shard and 2 merged writes, saw {writes}"
+    for name in writes:
+        assert name.startswith(".") and name.endswith(".tmp"), f"data written to {name} directly"
+
+
+def test_memmap_is_read_only(clips, tmp_path):
+    emb = _embed(StatsEncoder(), clips, tmp_path)
+    assert not emb.flags.writeable, "the cached array is writeable"
+    with pytest.raises(ValueError):
+        emb[0, 0] = 1.0
+
+
+def test_segment_and_average_equals_mean_of_segment_embeddings(clips, tmp_path):
+    seg, hop = 0.25, 0.125  # 2000 and 1000 samples
+    cache = EmbeddingCache(StatsEncoder(), clips, cache_dir=tmp_path, batch_size=3,
+                           segment_seconds=seg, segment_hop=hop, store_logits=True,
+                           progress=False, device="cpu").compute()
+    enc, length, step = StatsEncoder(), int(seg * SR), int(hop * SR)
+    for i, path in enumerate(clips):
+        wav = load_audio(path, SR)
+        n_seg = 1 if len(wav) <= length else 1 + math.ceil((len(wav) - length) / step)
+        with torch.no_grad():  # brute force: each window alone, unpadded
+            outs = [enc.forward_features(wav[k * step:k * step + length][None])
+                    for k in range(n_seg)]
+        ref = torch.cat([o.embedding for o in outs]).mean(0).numpy()
+        ref_logits = torch.cat([o.logits for o in outs]).mean(0).numpy()
+        np.testing.assert_allclose(cache.embeddings[i], ref, rtol=1e-5, atol=1e-7,
+                                   err_msg=f"clip {i}: not the mean of its {n_seg} segments")
+        np.testing.assert_allclose(cache.logits[i], ref_logits, rtol=1e-5, atol=1e-7)
+
+
+def test_corpus_manifest_and_path_list_share_one_cache(clips, tmp_path, monkeypatch):
+    root = clips[0].parent
+    rows = [{"clip_id": p.stem, "path": p.name, "split": "train", "labels": ""} for p in clips]
+    write_manifest(pd.DataFrame(rows), root / "manifest.csv")
+    write_json(root / "metadata.json", {"classes": []})
+    corpus = load_corpus(root)
+    first = StatsEncoder()
+    a = _embed(first, corpus, tmp_path / "cache")
+    monkeypatch.chdir(root)
+    second = StatsEncoder()
+    b = _embed(second, pd.DataFrame(rows), tmp_path / "cache")  # relative to the working dir
+    assert first.calls > 0 and second.calls == 0, f"calls {first.calls}, {second.calls}"
+    np.testing.assert_array_equal(a, b)
+    key = json.loads((Path(a.filename).parent / "key.json").read_text())
+    assert key["paths"] == [str(p) for p in corpus.paths], "key.json row order != corpus order"
+    assert key["parts"]["encoder"] == "statsencoder" and key["parts"]["files"]["count"] == 12
+
+
+def test_dataloader_workers_give_the_same_result(clips, tmp_path):
+    a = _embed(StatsEncoder(), clips, tmp_path / "a", num_workers=1)
+    b = _embed(StatsEncoder(), clips, tmp_path / "b", num_workers=0)
+    np.testing.assert_array_equal(a, b, err_msg="DataLoader workers changed the result")
+
+
+def test_peak_memory_does_not_hold_all_embeddings(tmp_path):
+    paths = _write_clips(tmp_path / "audio", 40, (0.02, 0.05))
+    enc = StatsEncoder(StatsConfig(embed_dim=16384))
+    full = 40 * 16384 * 4  # bytes of the whole (N, D) float32 array
+    tracemalloc.start()
+    try:
+        emb = _embed(enc, paths, tmp_path / "cache", batch_size=2, shard_size=4)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert emb.shape == (40, 16384)
+    assert peak < full / 2, f"peak traced memory {peak} B is not well below the full array {full} B"
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"segment_hop": 0.5}, ConfigError, "needs segment_seconds"),
+    ({"segment_seconds": 0.5, "segment_hop": 1.0}, ConfigError, "longer than"),
+    ({"segment_seconds": 0.0}, ConfigError, "segment_seconds"),
+    ({"batch_size": 0}, ConfigError, "batch_size"),
+    ({"num_workers": -1}, ConfigError, "num_workers"),
+])
+def test_bad_settings_raise(clips, tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        EmbeddingCache(StatsEncoder(), clips, cache_dir=tmp_path, **kwargs)
+
+
+def test_bad_inputs_raise_naming_the_problem(clips, tmp_path):
+    with pytest.raises(DataError, match="empty"):
+        EmbeddingCache(StatsEncoder(), [], cache_dir=tmp_path)
+    with pytest.raises(ConfigError, match="list of audio paths"):
+        EmbeddingCache(StatsEncoder(), str(clips[0]), cache_dir=tmp_path)
+    missing = clips[0].with_name("nope.wav")
+    with pytest.raises(AudioLoadError, match="nope.wav"):
+        EmbeddingCache(StatsEncoder(), [*clips, missing], cache_dir=tmp_path)
+    with pytest.raises(DataError, match=r"\.compute\(\)"):
+        _ = EmbeddingCache(StatsEncoder(), clips, cache_dir=tmp_path).embeddings
