@@ -24,6 +24,8 @@ _LAZY = {
     "generate_corpus": "zskit.data.synth",
     "load_corpus": "zskit.data.manifest",
     "mean_average_precision": "zskit.metrics",
+    "embed_manifest": "zskit.cache",
+    "EmbeddingCache": "zskit.cache",
     "fit": "zskit.train",
     "TrainConfig": "zskit.train",
     "run_notebook": "zskit.runner",
