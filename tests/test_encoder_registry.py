@@ -1,0 +1,140 @@
+"""Every registered encoder: forward and backward on its tiny config, and the registry's contract
+(errors that list the valid choices, ``name.tag``, listings, pretrained-weight metadata)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from zskit.encoders import (
+    AudioEncoder,
+    EncoderOutput,
+    create_audio_encoder,
+    create_text_encoder,
+    encoder_spec,
+    list_audio_encoders,
+    list_text_encoders,
+)
+from zskit.errors import ConfigError
+
+AUDIO = list_audio_encoders()
+TEXT = list_text_encoders()
+SECONDS = 1.5
+
+
+def _projection_loss(outputs: list[torch.Tensor | None], seed: int = 0) -> torch.Tensor:
+    """A fixed random projection of every output: gradients reach every used parameter (a plain
+    mean can cancel out)."""
+    g = torch.Generator().manual_seed(seed)
+    loss = torch.zeros(())
+    for out in outputs:
+        if out is not None and out.is_floating_point():
+            loss = loss + (out.float() * torch.randn(out.shape, generator=g)).sum() / out.numel()
+    return loss
+
+
+def _without_gradient(model: nn.Module) -> list[str]:
+    return [name for name, p in model.named_parameters() if p.requires_grad and (
+        p.grad is None or not torch.isfinite(p.grad).all() or not p.grad.abs().sum() > 0)]
+
+
+@pytest.mark.parametrize("name", AUDIO)
+def test_audio_encoder_tiny_forward_backward(name):
+    torch.manual_seed(0)
+    model = create_audio_encoder(name, tiny=True)
+    assert isinstance(model, AudioEncoder), f"{name} is not an AudioEncoder"
+    cfg = model.cfg
+    assert dataclasses.is_dataclass(cfg) and cfg.__dataclass_params__.frozen, f"{name}: cfg"
+    assert model.sample_rate == cfg.sample_rate and model.embed_dim == cfg.embed_dim
+    model.train()
+    waveforms = 0.1 * torch.randn(2, int(SECONDS * model.sample_rate),
+                                  generator=torch.Generator().manual_seed(1))
+    out = model.forward_features(waveforms)
+    assert isinstance(out, EncoderOutput), f"{name}.forward_features returns {type(out)}"
+    assert out.embedding.shape == (2, model.embed_dim), f"{name}: {tuple(out.embedding.shape)}"
+    for field in ("embedding", "tokens", "logits"):
+        value = getattr(out, field)
+        assert value is None or torch.isfinite(value).all(), f"{name}: non-finite {field}"
+    if out.tokens is not None and out.token_mask is not None:
+        assert out.token_mask.shape == out.tokens.shape[:2], f"{name}: token mask shape"
+    _projection_loss([out.embedding, out.tokens, out.logits]).backward()
+    missing = _without_gradient(model)
+    assert not missing, f"{name}: parameters without a finite non-zero gradient: {missing}"
+    with torch.no_grad():
+        emb = model.eval()(waveforms)
+    assert emb.shape == (2, model.embed_dim) and torch.isfinite(emb).all(), f"{name}: forward"
+
+
+@pytest.mark.parametrize("name", TEXT)
+def test_text_encoder_tiny_forward_backward(name):
+    torch.manual_seed(0)
+    enc = create_text_encoder(name, tiny=True)
+    texts = ["a dog barking", "Bowed string instrument"]
+    assert dataclasses.is_dataclass(enc.cfg) and enc.cfg.__dataclass_params__.frozen, name
+    vectors = enc.encode(texts)
+    assert isinstance(vectors, torch.Tensor) and vectors.shape == (2, enc.embed_dim), name
+    assert torch.isfinite(vectors).all() and not vectors.is_inference(), f"{name}: encode"
+    trainable = isinstance(enc, nn.Module) and any(p.requires_grad for p in enc.parameters())
+    if not trainable:
+        return  # word vectors: a frozen lookup
+    enc.train()
+    pooled = enc(**enc.tokenize(texts))
+    assert pooled.shape == (2, enc.embed_dim) and torch.isfinite(pooled).all(), f"{name}: forward"
+    _projection_loss([pooled]).backward()
+    missing = _without_gradient(enc)
+    assert not missing, f"{name}: parameters without a finite non-zero gradient: {missing}"
+
+
+def test_unknown_names_tags_and_settings_list_the_choices():
+    with pytest.raises(ConfigError) as err:
+        create_audio_encoder("no-such-encoder")
+    assert all(n in str(err.value) for n in AUDIO), f"names not listed: {err.value}"
+    with pytest.raises(ConfigError) as err:
+        create_text_encoder("no-such-encoder")
+    assert all(n in str(err.value) for n in TEXT), f"names not listed: {err.value}"
+    with pytest.raises(ConfigError, match=r"'nope'.*\['audioset', 'official'\]"):
+        create_audio_encoder("yamnet", pretrained="nope")
+    with pytest.raises(ConfigError, match=r"'nope'.*'6b-50d'"):
+        create_text_encoder("glove.nope")
+    with pytest.raises(ConfigError, match=r"no_such_setting.*'sample_rate'.*'width'"):
+        create_audio_encoder("yamnet", tiny=True, no_such_setting=1)
+    with pytest.raises(ConfigError, match=r"no_such_setting.*'pooling'"):
+        create_text_encoder("minilm", tiny=True, no_such_setting=1)
+
+
+def test_name_dot_tag_selects_the_weights():
+    with pytest.raises(ConfigError, match="tiny 'yamnet' has no pretrained"):
+        create_audio_encoder("yamnet.audioset", tiny=True)
+    glove = create_text_encoder("glove.6b-50d")
+    assert glove.pretrained_cfg is encoder_spec("text", "glove").pretrained_cfg("6b-50d")
+    assert glove.encode(["cello"]).shape == (1, 50)
+
+
+def test_listings_show_every_weight_set():
+    for kind, listing in (("audio", list_audio_encoders), ("text", list_text_encoders)):
+        names, tagged = listing(), listing(pretrained=True)
+        assert names == sorted(names), f"{kind} names are sorted"
+        expected = [f"{n}.{t}" for n in names for t in encoder_spec(kind, n).tags]
+        assert tagged == expected, f"{kind}: {tagged} != {expected}"
+    audio, text = list_audio_encoders(pretrained=True), list_text_encoders(pretrained=True)
+    assert {"yamnet.audioset", "yamnet.official"} <= set(audio)
+    assert {"glove.6b-50d", "glove.wiki-gigaword-300", "word2vec.googlenews-300",
+            "minilm.all-l6-v2", "bert-small.uncased", "roberta-large.original"} <= set(text)
+
+
+def test_every_weight_set_has_a_licence_and_a_source():
+    for kind, names in (("audio", AUDIO), ("text", TEXT)):
+        for name in names:
+            spec = encoder_spec(kind, name)
+            assert spec.description, f"{kind} {name}: no description"
+            assert len(set(spec.tags)) == len(spec.tags), f"{kind} {name}: repeated tags"
+            for p in spec.pretrained:
+                where = f"{kind} {name}.{p.tag}"
+                assert p.licence.strip(), f"{where}: no licence"
+                assert p.offline or (p.url or "").startswith(("https://", "http://")), (
+                    f"{where}: neither offline nor a url")
+                assert p.verified in ("weights", "keys"), f"{where}: verified={p.verified!r}"
+                assert "." not in p.tag, f"{where}: a dot in the tag breaks the name.tag form"
