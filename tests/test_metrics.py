@@ -3,18 +3,39 @@
 from __future__ import annotations
 
 import itertools
+import logging
+import math
 
 import numpy as np
 import pytest
-from sklearn.metrics import average_precision_score
+import torch
+from sklearn.metrics import (
+    average_precision_score,
+    f1_score,
+    roc_auc_score,
+    top_k_accuracy_score,
+)
 
 from zskit.errors import ConfigError
 from zskit.metrics import (
+    _count_irrelevant_at_least,
     average_precision_per_class,
     bootstrap_ci,
+    d_prime,
+    f1_per_class,
+    macro_f1,
+    macro_roc_auc,
     mean_average_precision,
     random_average_precision,
     random_map,
+    retrieval_metrics,
+    retrieval_metrics_both,
+    retrieval_per_query,
+    roc_auc_per_class,
+    top1_accuracy,
+    top1_accuracy_by_group,
+    tune_thresholds,
+    within_group_top1,
 )
 
 
@@ -142,3 +163,362 @@ def test_bad_inputs_raise_config_errors():
         average_precision_per_class(y, np.full((2, 2), np.nan))
     with pytest.raises(ConfigError, match="alpha"):
         bootstrap_ci(mean_average_precision, y, np.zeros((2, 2)), alpha=1.5)
+
+
+# --- ROC AUC and d' -------------------------------------------------------------------------
+
+
+def sklearn_auc(y: np.ndarray, s: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    out = []
+    for c in range(y.shape[1]):
+        k = mask[:, c]
+        defined = 0 < y[k, c].sum() < k.sum()
+        out.append(roc_auc_score(y[k, c], s[k, c]) if defined else np.nan)
+    return np.array(out)
+
+
+def test_roc_auc_matches_sklearn_with_ties_and_mask(tagging_data):
+    y, s, mask = tagging_data
+    y[:, 6] = 1  # a class without negatives
+    full = np.ones_like(mask)
+    for m in (full, mask):
+        ours = roc_auc_per_class(y, s, m)
+        ref = sklearn_auc(y, s, m)
+        np.testing.assert_allclose(ours, ref, atol=1e-12, err_msg="ROC AUC differs from sklearn")
+        assert macro_roc_auc(y, s, m) == pytest.approx(np.nanmean(ref), abs=1e-12)
+    ours = roc_auc_per_class(y, s, mask)
+    assert np.isnan(ours[[3, 5, 6]]).all(), "no positive / fully masked / no negative -> NaN"
+    assert np.isfinite(np.delete(ours, [3, 5, 6])).all(), "other classes must be finite"
+
+
+def test_roc_auc_is_pairwise_win_rate_with_half_ties():
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        y = (rng.random(30) < 0.4).astype(int)
+        y[:2] = (0, 1)
+        s = rng.integers(0, 4, 30).astype(float)
+        pos, neg = s[y == 1], s[y == 0]
+        wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg) / (len(pos) * len(neg))
+        assert roc_auc_per_class(y, s)[0] == pytest.approx(wins, abs=1e-12), f"y={y} s={s}"
+
+
+def test_roc_auc_ignores_masked_entries(tagging_data, caplog):
+    y, s, mask = tagging_data
+    garbage_y = np.where(mask, y, 1)
+    garbage_s = np.where(mask, s, np.nan)
+    np.testing.assert_allclose(
+        roc_auc_per_class(garbage_y, garbage_s, mask),
+        roc_auc_per_class(y, s, mask),
+        err_msg="values under mask=False changed the AUC",
+    )
+    with caplog.at_level(logging.INFO, logger="zskit.metrics"):
+        macro_roc_auc(y, s, mask)
+    assert "[3, 5]" in caplog.text, f"excluded classes must be reported, log was {caplog.text!r}"
+    assert np.isnan(macro_roc_auc(np.zeros((4, 2)), np.zeros((4, 2)))), "no class defined -> NaN"
+
+
+def test_d_prime_inverts_the_gaussian_auc():
+    for d in (-1.0, 0.0, 0.5, 1.7, 3.0):
+        auc = 0.5 * math.erfc(-d / 2)  # AUC of N(d, 1) against N(0, 1) is Phi(d / sqrt 2)
+        assert d_prime(auc) == pytest.approx(d, abs=1e-9), f"d'={d}"
+    rng = np.random.default_rng(5)
+    y = np.r_[np.zeros(4000), np.ones(4000)]
+    s = rng.standard_normal(8000) + 1.5 * y
+    assert d_prime(roc_auc_score(y, s)) == pytest.approx(1.5, abs=0.08), "empirical d' is off"
+    out = d_prime(np.array([0.5, 1.0, np.nan]))
+    assert out[0] == 0 and out[1] == np.inf and np.isnan(out[2]), f"array d' wrong: {out}"
+    assert isinstance(d_prime(0.7), float), "a scalar AUC must give a float"
+    with pytest.raises(ConfigError, match="1.2"):
+        d_prime(1.2)
+
+
+# --- F1 with tuned thresholds ---------------------------------------------------------------
+
+
+def brute_force_best_thresholds(y, s, mask):
+    """Try every known score of each class as the threshold; F1 from scikit-learn."""
+    best_f1, best_thr = [], []
+    for c in range(y.shape[1]):
+        k = mask[:, c]
+        yc, sc = y[k, c], s[k, c]
+        if yc.sum() == 0:
+            best_f1.append(np.nan)
+            best_thr.append(np.inf)
+            continue
+        cands = sorted(set(sc.tolist()), reverse=True)
+        f1s = [f1_score(yc, (sc >= t).astype(int)) for t in cands]
+        top = max(f1s)
+        best_f1.append(top)
+        best_thr.append(max(t for t, f in zip(cands, f1s) if f == pytest.approx(top, abs=1e-12)))
+    return np.array(best_f1), np.array(best_thr)
+
+
+def test_tune_thresholds_maximises_f1_by_brute_force(tagging_data):
+    y, s, mask = tagging_data
+    for m in (np.ones_like(mask), mask):
+        thr = tune_thresholds(y, s, m)
+        ref_f1, ref_thr = brute_force_best_thresholds(y, s, m)
+        np.testing.assert_array_equal(thr, ref_thr, err_msg="not the highest F1-maximising cut")
+        reached = f1_per_class(y, s, thr, m)
+        np.testing.assert_allclose(reached, ref_f1, atol=1e-12, err_msg="tuned F1 is not the max")
+    assert np.isinf(tune_thresholds(y, s, mask)[[3, 5]]).all(), "no known positive -> +inf"
+
+
+def test_tune_thresholds_tie_rule_and_validation_to_test():
+    y = np.array([1, 0, 0, 1])
+    s = np.array([4.0, 3.0, 2.0, 1.0])  # cutting at 4 and at 1 both give F1 = 2/3
+    assert tune_thresholds(y, s)[0] == 4.0, "equal F1: the highest threshold must win"
+    assert f1_per_class(y, s, tune_thresholds(y, s))[0] == pytest.approx(2 / 3)
+    test_scores = np.array([5.0, 4.0, 3.9, 0.0])  # 4.0 == threshold counts as positive
+    assert f1_per_class(y, test_scores, np.array([4.0]))[0] == pytest.approx(0.5), (
+        "on test data, scores >= threshold are positive (TP 1, FP 1, FN 1)"
+    )
+
+
+def test_f1_matches_sklearn(tagging_data):
+    y, s, mask = tagging_data
+    rng = np.random.default_rng(6)
+    pred = (rng.random(y.shape) < 0.3).astype(int)
+    pred[:, 4] = 0  # a class never predicted; class 3 has no positive
+    ref = f1_score(y, pred, average=None, zero_division=np.nan)
+    np.testing.assert_allclose(f1_per_class(y, pred), ref, atol=1e-12, err_msg="F1 vs sklearn")
+    assert macro_f1(y, pred) == pytest.approx(
+        f1_score(y, pred, average="macro", zero_division=np.nan), abs=1e-12
+    )
+    none_none = np.zeros((5, 1), dtype=int)
+    assert np.isnan(f1_per_class(none_none, none_none)[0]), "no positive, none predicted -> NaN"
+    # Thresholds from validation applied to test scores, with a mask.
+    thr = tune_thresholds(y[:30], s[:30], mask[:30])
+    ours = f1_per_class(y[30:], s[30:], thr, mask[30:])
+    for c in range(y.shape[1]):
+        k = mask[30:, c]
+        yc, pc = y[30:][k, c], (s[30:][k, c] >= thr[c]).astype(int)
+        ref_c = f1_score(yc, pc, zero_division=np.nan) if k.any() else np.nan
+        np.testing.assert_allclose(ours[c], ref_c, atol=1e-12, err_msg=f"masked F1, class {c}")
+    assert macro_f1(y[30:], s[30:], 0.5) == pytest.approx(
+        f1_score(y[30:], (s[30:] >= 0.5).astype(int), average="macro", zero_division=np.nan),
+        abs=1e-12,
+    ), "a scalar threshold applies to every class"
+
+
+def test_f1_bad_inputs_raise():
+    y = np.array([[0, 1], [1, 0]])
+    with pytest.raises(ConfigError, match="thresholds="):
+        f1_per_class(y, np.array([[0.2, 0.9], [0.7, 0.1]]))
+    with pytest.raises(ConfigError, match="one per class"):
+        f1_per_class(y, np.zeros((2, 2)), thresholds=np.zeros(3))
+    with pytest.raises(ConfigError, match="NaN"):
+        f1_per_class(y, np.zeros((2, 2)), thresholds=np.array([0.5, np.nan]))
+
+
+# --- top-1 accuracy -------------------------------------------------------------------------
+
+
+def test_top1_matches_sklearn_and_is_pessimistic_on_ties():
+    rng = np.random.default_rng(7)
+    idx = rng.integers(0, 6, 80)
+    score = rng.random((80, 6))
+    ref = top_k_accuracy_score(idx, score, k=1, labels=range(6))
+    assert top1_accuracy(idx, score) == pytest.approx(ref), "top-1 differs from sklearn"
+    coarse = rng.integers(0, 3, (80, 6)).astype(float)
+    brute = np.mean([all(coarse[i, j] < coarse[i, t] for j in range(6) if j != t)
+                     for i, t in enumerate(idx)])
+    assert top1_accuracy(idx, coarse) == pytest.approx(brute), "ties must count as wrong"
+    assert top1_accuracy(idx, np.ones((80, 6))) == 0.0, "a constant scorer must earn nothing"
+    with pytest.raises(ConfigError, match="class indices"):
+        top1_accuracy(idx.astype(float) + 0.5, score)
+    with pytest.raises(ConfigError, match=r"\[0, 6\)"):
+        top1_accuracy(idx + 6, score)
+
+
+def test_within_group_and_by_group_top1_by_brute_force():
+    rng = np.random.default_rng(8)
+    class_groups = np.array(["animals"] * 4 + ["water"] * 4 + ["urban"] * 4)
+    idx = rng.integers(0, 12, 150)
+    score = rng.integers(0, 6, (150, 12)).astype(float)  # ties on purpose
+
+    def strict_win(i, candidates):
+        t = idx[i]
+        return all(score[i, j] < score[i, t] for j in candidates if j != t)
+
+    within = [strict_win(i, np.flatnonzero(class_groups == class_groups[t]))
+              for i, t in enumerate(idx)]
+    plain = [strict_win(i, range(12)) for i in range(150)]
+    assert within_group_top1(idx, score, class_groups) == pytest.approx(np.mean(within))
+    by_group = top1_accuracy_by_group(idx, score, class_groups)
+    by_group_within = top1_accuracy_by_group(idx, score, class_groups, within_group=True)
+    assert list(by_group) == ["animals", "urban", "water"], f"keys: {list(by_group)}"
+    for g in by_group:
+        clips = class_groups[idx] == g
+        assert by_group[g] == pytest.approx(np.mean(np.array(plain)[clips])), f"plain, {g}"
+        assert by_group_within[g] == pytest.approx(np.mean(np.array(within)[clips])), f"10-way, {g}"
+    # Without ties, the plain per-group accuracy is scikit-learn's on that group's clips.
+    smooth = rng.random((150, 12))
+    for g, acc in top1_accuracy_by_group(idx, smooth, class_groups).items():
+        clips = class_groups[idx] == g
+        ref = top_k_accuracy_score(idx[clips], smooth[clips], k=1, labels=range(12))
+        assert acc == pytest.approx(ref), f"group {g} vs sklearn"
+    assert within_group_top1(idx, smooth, class_groups) >= top1_accuracy(idx, smooth), (
+        "restricting the candidates cannot lower accuracy"
+    )
+    with pytest.raises(ConfigError, match="one group per class"):
+        within_group_top1(idx, score, class_groups[:5])
+
+
+# --- retrieval ------------------------------------------------------------------------------
+
+
+def brute_force_retrieval(scores, relevant, ks=(1, 5, 10), map_k=10):
+    """Rank every item with Python's sort (irrelevant first on ties) and read the metrics off."""
+    out = {f"R@{k}": [] for k in ks} | {f"mAP@{map_k}": [], "MRR": []}
+    for s, r in zip(scores.tolist(), relevant.tolist()):
+        if not any(r):
+            for v in out.values():
+                v.append(np.nan)
+            continue
+        flags = [r[i] for i in sorted(range(len(s)), key=lambda i: (-s[i], r[i]))]
+        first = flags.index(True) + 1
+        for k in ks:
+            out[f"R@{k}"].append(float(first <= k))
+        hits, ap = 0, 0.0
+        for rank, is_rel in enumerate(flags[:map_k], start=1):
+            if is_rel:
+                hits += 1
+                ap += hits / rank
+        out[f"mAP@{map_k}"].append(ap / sum(r))
+        out["MRR"].append(1 / first)
+    return {k: np.array(v) for k, v in out.items()}
+
+
+def test_retrieval_matches_brute_force_with_ties_and_several_relevant():
+    rng = np.random.default_rng(9)
+    for trial in range(150):
+        n_q, n_i = rng.integers(1, 10), rng.integers(1, 30)
+        scores = rng.integers(0, rng.integers(1, 6), (n_q, n_i)).astype(np.float32)
+        relevant = rng.random((n_q, n_i)) < rng.choice([0.05, 0.3, 0.8])
+        map_k = int(rng.integers(1, 13))
+        for s, r in ((scores, relevant), (scores.T, relevant.T)):  # C and transposed layouts
+            ours = retrieval_per_query(s, r, ks=(1, 3, 10), map_k=map_k)
+            ref = brute_force_retrieval(s, r, ks=(1, 3, 10), map_k=map_k)
+            for key, want in ref.items():
+                np.testing.assert_allclose(
+                    ours[key], want, atol=1e-12, err_msg=f"{key}, trial {trial}\n{s}\n{r}"
+                )
+
+
+def test_retrieval_against_a_full_sort_on_a_larger_matrix():
+    rng = np.random.default_rng(10)
+    n_q, n_i = 300, 2000
+    relevant = rng.random((n_q, n_i)) < 0.002
+    relevant[:, 0] = rng.random(n_q) < 0.5  # about half the queries have several items
+    scores = np.round(rng.random((n_q, n_i)) + 0.8 * relevant, 2).astype(np.float32)
+    order = np.lexsort((relevant, -scores), axis=1)  # full sort, irrelevant first on ties
+    flags = np.take_along_axis(relevant, order, axis=1)
+    n_rel = relevant.sum(axis=1)
+    has = n_rel > 0
+    first = np.argmax(flags, axis=1) + 1.0
+    hits = np.cumsum(flags[:, :10], axis=1)
+    ap = (flags[:, :10] * hits / np.arange(1, 11)).sum(axis=1) / np.maximum(n_rel, 1)
+    ours = retrieval_per_query(scores, relevant)
+    np.testing.assert_array_equal(ours["rank"][has], first[has], err_msg="rank of first relevant")
+    np.testing.assert_allclose(ours["mAP@10"][has], ap[has], atol=1e-12, err_msg="AP@10")
+    assert np.isnan(ours["mAP@10"][~has]).all(), "queries without relevant items must be NaN"
+
+
+def test_retrieval_with_one_relevant_item_per_query():
+    rng = np.random.default_rng(11)
+    n_q, n_i = 200, 60
+    target = rng.integers(0, n_i, n_q)
+    scores = rng.standard_normal((n_q, n_i))
+    scores[np.arange(n_q), target] += 2.0
+    relevant = np.zeros((n_q, n_i), dtype=bool)
+    relevant[np.arange(n_q), target] = True
+    got = retrieval_metrics(scores, relevant)
+    assert list(got) == ["R@1", "R@5", "R@10", "mAP@10", "MRR"], f"keys: {list(got)}"
+    for k in (1, 5, 10):
+        ref = top_k_accuracy_score(target, scores, k=k, labels=range(n_i))
+        assert got[f"R@{k}"] == pytest.approx(ref), f"R@{k} vs sklearn top-k accuracy"
+    rank = 1 + (scores > scores[np.arange(n_q), target][:, None]).sum(axis=1)
+    assert got["MRR"] == pytest.approx(np.mean(1 / rank)), "MRR"
+    assert got["mAP@10"] == pytest.approx(np.mean(np.where(rank <= 10, 1 / rank, 0))), (
+        "with one relevant item AP@10 must be 1/rank within the top 10 (DCASE 2022)"
+    )
+
+
+def test_retrieval_edge_cases(caplog):
+    relevant = np.array([[True, False, False], [False, False, False], [True, True, True]])
+    constant = np.zeros((3, 3))
+    with caplog.at_level(logging.WARNING, logger="zskit.metrics"):
+        got = retrieval_metrics(constant, relevant, ks=(1, 5))
+    assert "1 of 3 queries" in caplog.text, "queries without a relevant item must be reported"
+    # Query 0: pessimistic rank 3; query 2: every item relevant, rank 1, AP 1.
+    assert got["R@1"] == pytest.approx(0.5) and got["MRR"] == pytest.approx((1 / 3 + 1) / 2)
+    assert got["R@5"] == 1.0, "k beyond the number of items covers every item"
+    none = retrieval_metrics(constant, np.zeros((3, 3), dtype=bool))
+    assert all(np.isnan(v) for v in none.values()), "no answerable query -> NaN"
+    tensor = retrieval_metrics(torch.tensor(constant + np.eye(3)), torch.tensor(np.eye(3) > 0))
+    assert tensor["R@1"] == 1.0 and tensor["mAP@10"] == 1.0, "tensors and identity ranking"
+    read_only = np.array([[3, 2, 1, 0], [0, 1, 2, 3]])  # integer scores, a read-only array
+    read_only.setflags(write=False)
+    two = np.array([[True, False, True, False], [True, True, False, False]])
+    got = retrieval_per_query(read_only, two, ks=(1,), map_k=2)
+    np.testing.assert_allclose(got["mAP@2"], [0.5, 0.0], err_msg="AP@2 of ranks (1, 3) and (4, 3)")
+    with pytest.raises(ConfigError, match=r"queries \[1\]"):
+        retrieval_metrics(np.array([[0.0, 1.0], [np.nan, 0.0]]), np.eye(2) > 0)
+    with pytest.raises(ConfigError, match="n_queries, n_items"):
+        retrieval_metrics(np.zeros((2, 3)), np.zeros((3, 2), dtype=bool))
+    with pytest.raises(ConfigError, match="boolean"):
+        retrieval_metrics(np.zeros((2, 2)), np.full((2, 2), 0.5))
+
+
+def test_retrieval_both_directions_are_transposes():
+    rng = np.random.default_rng(12)
+    audio_of_caption = np.repeat(np.arange(20), 5)
+    relevant = audio_of_caption[:, None] == np.arange(20)[None, :]
+    scores = rng.standard_normal((100, 20)) + 1.5 * relevant
+    both = retrieval_metrics_both(scores, relevant)
+    assert both["text_to_audio"] == retrieval_metrics(scores, relevant), "text->audio"
+    assert both["audio_to_text"] == retrieval_metrics(
+        np.ascontiguousarray(scores.T), np.ascontiguousarray(relevant.T)
+    ), "audio->text must be the transpose"
+    ref = brute_force_retrieval(scores.T, relevant.T)
+    assert both["audio_to_text"]["mAP@10"] == pytest.approx(ref["mAP@10"].mean()), (
+        "audio->text has five relevant captions per query"
+    )
+
+
+def test_blocked_counting_matches_direct_counting():
+    rng = np.random.default_rng(13)
+    scores = rng.integers(0, 5, (37, 23)).astype(float)
+    relevant = rng.random((37, 23)) < 0.3
+    for s, r in ((scores, relevant), (scores.T, relevant.T)):
+        thr = rng.integers(0, 5, s.shape[0]).astype(float)
+        direct = ((s >= thr[:, None]) & ~r).sum(axis=1)
+        np.testing.assert_array_equal(_count_irrelevant_at_least(s, r, thr, block=50), direct)
+        rows = np.array([4, 0, 9])
+        np.testing.assert_array_equal(
+            _count_irrelevant_at_least(s, r, thr[rows], rows=rows, block=50), direct[rows],
+            err_msg="counting a subset of queries",
+        )
+
+
+# --- bootstrap with the new metrics ---------------------------------------------------------
+
+
+def test_bootstrap_ci_works_with_the_new_metrics(tagging_data):
+    y, s, mask = tagging_data
+    auc = bootstrap_ci(macro_roc_auc, y, s, mask, n=100)
+    assert auc.low <= auc.value <= auc.high and auc.n_resamples == 100, f"AUC interval {auc}"
+    thr = tune_thresholds(y[:30], s[:30], mask[:30])
+    f1 = bootstrap_ci(lambda yt, st, m: macro_f1(yt, st, thr, m), y[30:], s[30:], mask[30:], n=100)
+    assert f1.value == pytest.approx(macro_f1(y[30:], s[30:], thr, mask[30:])), f"F1 {f1}"
+    assert f1.low <= f1.value <= f1.high, f"F1 interval {f1}"
+    rng = np.random.default_rng(14)
+    idx, score = rng.integers(0, 5, 60), rng.random((60, 5))
+    acc = bootstrap_ci(top1_accuracy, idx, score, n=100)
+    assert acc.value == pytest.approx(top1_accuracy(idx, score)) and acc.low < acc.high
+    relevant = rng.random((80, 40)) < 0.05
+    per_query = retrieval_per_query(rng.random((80, 40)) + relevant, relevant)
+    ci = bootstrap_ci(np.nanmean, per_query["mAP@10"], n=100)
+    assert ci.value == pytest.approx(np.nanmean(per_query["mAP@10"])), "per-query values as rows"
+    assert ci.low <= ci.value <= ci.high, f"retrieval interval {ci}"
