@@ -178,3 +178,12 @@ def test_reproduce_corpus_error_is_reported(fixtures_dir, monkeypatch, tmp_path,
         and "Traceback" not in err
     ), err
     assert list(tmp_path.iterdir()) == [], "nothing may run when the corpus cannot be made"
+
+
+def test_encoders_lists_every_weight_set(capsys):
+    from zskit.encoders import list_audio_encoders, list_text_encoders
+
+    assert main(["encoders"]) == 0
+    out = capsys.readouterr().out
+    for name in list_audio_encoders(pretrained=True) + list_text_encoders(pretrained=True):
+        assert f"`{name}`" in out, f"zskit encoders does not list {name}"

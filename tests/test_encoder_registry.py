@@ -17,6 +17,7 @@ from zskit.encoders import (
     encoder_spec,
     list_audio_encoders,
     list_text_encoders,
+    registry,
 )
 from zskit.errors import ConfigError
 
@@ -138,3 +139,21 @@ def test_every_weight_set_has_a_licence_and_a_source():
                     f"{where}: neither offline nor a url")
                 assert p.verified in ("weights", "keys"), f"{where}: verified={p.verified!r}"
                 assert "." not in p.tag, f"{where}: a dot in the tag breaks the name.tag form"
+
+
+@pytest.mark.parametrize("name", ["minilm.all-l6-v2", "glove.6b-50d"])
+def test_offline_text_weights_state_their_true_size(name):
+    spec_name, tag = name.split(".")
+    pcfg = registry.encoder_spec("text", spec_name).pretrained_cfg(tag)
+    encoder = create_text_encoder(name)
+    assert pcfg.embed_dim == encoder.embed_dim, (
+        f"{name}: PretrainedCfg.embed_dim {pcfg.embed_dim} != built encoder {encoder.embed_dim}"
+    )
+
+
+def test_weights_table_lists_every_weight_set_once():
+    rows = registry.weights_table()
+    listed = [r["encoder"] for r in rows]
+    expected = list_audio_encoders(pretrained=True) + list_text_encoders(pretrained=True)
+    assert sorted(listed) == sorted(expected), "weights_table must list each name.tag exactly once"
+    assert all(r["embed_dim"] for r in rows), [r["encoder"] for r in rows if not r["embed_dim"]]

@@ -44,3 +44,12 @@ def test_no_timing_placeholders_left_in_readme():
     text = (ROOT / "README.md").read_text()
     left = re.findall(r"\b(?:TIME|STATUS|SYNTH)_[A-Z0-9_]+\b", text)
     assert not left, f"README still has placeholders {left}: measure and fill them in"
+
+
+def test_readme_encoder_table_is_the_registry_table():
+    from zskit.encoders.registry import weights_markdown
+
+    text = (ROOT / "README.md").read_text()
+    assert weights_markdown() in text, (
+        "README's encoder table is stale: paste the output of `zskit encoders` into it"
+    )

@@ -24,6 +24,8 @@ _LAZY = {
     "generate_corpus": "zskit.data.synth",
     "load_corpus": "zskit.data.manifest",
     "mean_average_precision": "zskit.metrics",
+    "macro_roc_auc": "zskit.metrics",
+    "retrieval_metrics": "zskit.metrics",
     "embed_manifest": "zskit.cache",
     "EmbeddingCache": "zskit.cache",
     "fit": "zskit.train",

@@ -1,4 +1,4 @@
-"""The ``zskit`` command: make the synthetic corpus, run one notebook, reproduce them all.
+"""The ``zskit`` command: make the synthetic corpus, run one notebook, reproduce them all, list encoders.
 
 Parsing and printing only; the work is done by :mod:`zskit.runner` and :mod:`zskit.data.synth`.
 """
@@ -66,6 +66,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
+def _cmd_encoders(args: argparse.Namespace) -> int:
+    from zskit.encoders.registry import weights_markdown
+
+    print(weights_markdown())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``zskit`` command."""
     parser = argparse.ArgumentParser(
@@ -110,6 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--only", nargs="+", metavar="NOTEBOOK", help="run only these (e.g. 00 01)")
     rep.add_argument("--runs-dir", type=Path, help="where run folders go (default: runs/)")
     rep.set_defaults(func=_cmd_reproduce)
+
+    enc = commands.add_parser("encoders", help="list every encoder's weights and how far they were checked")
+    enc.set_defaults(func=_cmd_encoders)
     return parser
 
 

