@@ -18,6 +18,7 @@ import soundfile as sf
 from zskit.data import captions as cap
 from zskit.data import gm, synth
 from zskit.data.manifest import load_corpus
+from zskit.data.splits import stratified_split
 from zskit.data.synth import ClipSpec, Note, Stem, clip_spec, generate_corpus, render_clip
 from zskit.errors import ConfigError, DataError, DependencyError
 
@@ -468,7 +469,7 @@ def test_stratified_split_keeps_every_class_in_every_split():
     rng = np.random.default_rng(0)
     labels = rng.random((2000, 49)) < 2.4 / 49
     labels[np.arange(2000), rng.integers(49, size=2000)] = True
-    split = synth.stratified_split(labels, (0.7, 0.15, 0.15), np.random.default_rng(1))
+    split = stratified_split(labels, (0.7, 0.15, 0.15), np.random.default_rng(1))
     assert set(np.unique(split)) == {0, 1, 2}, "every row gets one of three splits"
     sizes = np.bincount(split) / len(split)
     np.testing.assert_allclose(sizes, [0.7, 0.15, 0.15], atol=0.02, err_msg="split sizes")

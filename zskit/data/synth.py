@@ -59,6 +59,7 @@ from zskit.data.manifest import (
     write_json,
     write_manifest,
 )
+from zskit.data.splits import stratified_split
 from zskit.errors import ConfigError, DataError, missing_dependency
 from zskit.paths import data_root
 
@@ -89,7 +90,6 @@ __all__ = [
     "load_corpus",
     "render_clip",
     "soundfont_info",
-    "stratified_split",
 ]
 
 
@@ -794,45 +794,6 @@ def _init_worker(soundfont: str, sample_rate: int) -> None:
 
 
 # ----------------------------------------------------------------------------- labels and splits
-
-
-def stratified_split(
-    labels: np.ndarray, fractions: tuple[float, ...], rng: np.random.Generator
-) -> np.ndarray:
-    """Split index per row by iterative stratification (Sechidis et al., 2011).
-
-    Rarest class first, each of its unassigned rows goes to the split, among those not yet full,
-    that most lacks that class (ties: the split that most lacks rows, then at random).
-    """
-    lab = np.asarray(labels).astype(bool)
-    n = len(lab)
-    share = np.asarray(fractions, dtype=float) / np.sum(fractions)
-    want_rows = share * n
-    want = np.outer(share, lab.sum(axis=0))
-    out = np.full(n, -1)
-    order = rng.permutation(n)
-
-    def place(row: int, need: np.ndarray) -> None:
-        open_ = np.flatnonzero(want_rows > 0)
-        open_ = open_ if len(open_) else np.arange(len(share))
-        best = open_[need[open_] == need[open_].max()]
-        best = best[want_rows[best] == want_rows[best].max()]
-        s = int(rng.choice(best))
-        out[row] = s
-        want_rows[s] -= 1
-        want[s] -= lab[row]
-
-    while (out < 0).any():
-        free = out < 0
-        counts = lab[free].sum(axis=0)
-        if counts.max() == 0:
-            for row in order[free[order]]:
-                place(int(row), want_rows)
-            break
-        c = int(np.argmin(np.where(counts > 0, counts, np.iinfo(np.int64).max)))
-        for row in order[(free & lab[:, c])[order]]:
-            place(int(row), want[:, c])
-    return out
 
 
 def annotation_mask(positives: np.ndarray, config: SynthConfig, index: int) -> np.ndarray:

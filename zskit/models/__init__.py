@@ -1,0 +1,1 @@
+"""Models that put encoders and heads together: ZeroShotTagger (paper 1), DualEncoder (papers 4, 5)."""
