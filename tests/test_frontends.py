@@ -261,3 +261,23 @@ def test_too_short_inputs_raise_config_error():
         LogMel(LogMelConfig.passt())(torch.zeros(400))
     with pytest.raises(ConfigError, match="200 samples"):
         KaldiFbank()(torch.zeros(2, 200))
+
+
+@pytest.mark.parametrize("frontend", [
+    LogMel(LogMelConfig.passt()),
+    LogMel(LogMelConfig.yamnet()),
+    LinearSpectrogram(LinearSpectrogramConfig(sample_rate=16000, log="db")),
+    KaldiFbank(KaldiFbankConfig.ast(128)),
+], ids=["logmel-passt", "logmel-yamnet", "linear-db", "kaldi-ast"])
+def test_front_ends_ignore_bf16_autocast(frontend):
+    """Under CPU bfloat16 autocast (an encoder's mixed-precision forward) the front end still
+    computes in float32: same dtype, same values as without autocast (bf16 would be ~1e-2 off)."""
+    x = torch.from_numpy(_noise_and_tones(16000, 1.0)).float()[None]
+    reference = frontend(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = frontend(x)
+        from_bf16 = frontend(x.bfloat16())
+    assert out.dtype == torch.float32 and from_bf16.dtype == torch.float32, (out.dtype, from_bf16.dtype)
+    torch.testing.assert_close(out, reference, rtol=0, atol=0, msg="autocast changed the values")
+    torch.testing.assert_close(from_bf16, frontend(x.bfloat16().float()), rtol=0, atol=0,
+                               msg="bf16 input must be upcast, then computed in float32")

@@ -268,7 +268,7 @@ def test_lite0_weights_checksum_and_missing_file(tmp_path):
     with pytest.raises(DataError, match="not found"):
         ib.load_efficientnet_lite0_weights(enc, tmp_path / "absent.pth")
     # the real file into the tiny architecture: every mismatch is named
-    named = r"unexpected \[_blocks\.10\..*wrong shape \[_blocks\.0\._bn2"
+    named = r"unexpected keys \['_blocks\.10\..*wrong shapes \['_blocks\.0\._bn2"
     with pytest.raises(DataError, match=named):
         ib.load_efficientnet_lite0_weights(enc)
 
@@ -385,7 +385,7 @@ def test_hf_loader_names_bad_keys(tmp_path):
     bad = dict(good)
     del bad["vit.layernorm.bias"]
     bad["head.extra"] = torch.zeros(3)
-    with pytest.raises(DataError, match=r"missing \[vit\.layernorm\.bias\].*head\.extra"):
+    with pytest.raises(DataError, match=r"missing keys \['vit\.layernorm\.bias'\].*head\.extra"):
         ib.load_hf_pretrained(enc, _write_checkpoint(tmp_path / "bad", bad, "vit"))
     wide = _official_vit(torch.Generator().manual_seed(7), **{**kwargs, "classes": 11})
     with pytest.raises(DataError, match="do not fit"):

@@ -104,6 +104,30 @@ def test_json_helpers(tmp_path):
         mf.read_json(tmp_path / "nothing.json")
 
 
+def test_failed_writes_keep_the_old_file_and_leave_no_temp_file(tmp_path, monkeypatch):
+    """A write that fails half way (here: the disk fills up after a few bytes) must not leave a
+    temporary file beside the manifest, and the previous manifest stays readable."""
+    path = mf.write_manifest(pd.DataFrame(ROWS), tmp_path / "manifest.csv")
+
+    def disk_full(self, target, **kwargs):  # a file object, or a path to open
+        if hasattr(target, "write"):
+            target.write(b"clip_id,pa")
+        else:
+            with open(target, "wb") as fh:
+                fh.write(b"clip_id,pa")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_csv", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        mf.write_manifest(pd.DataFrame(ROWS[:1]), path)
+    monkeypatch.undo()
+    assert mf.read_manifest(path)["clip_id"].tolist() == [r["clip_id"] for r in ROWS]
+    with pytest.raises(TypeError):
+        mf.write_json(tmp_path / "x.json", {"a": object()})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.csv"], "temp files left"
+    assert mf.atomic_write_bytes(tmp_path / "b.bin", b"xy").read_bytes() == b"xy"
+
+
 def test_load_corpus_builds_dense_labels_mask_and_captions(tmp_path):
     corpus = mf.load_corpus(_write_corpus(tmp_path / "c", ROWS))
     assert corpus.classes == ["cello", "flute", "drums"]

@@ -119,6 +119,19 @@ def test_map_is_macro_over_classes_with_positives(tagging_data):
     assert perfect == pytest.approx(1.0), "scoring with the truth itself must give mAP 1"
 
 
+def test_metrics_take_torch_tensors_that_require_grad(tagging_data):
+    """Scores straight from a model (a tensor requiring grad) give the numpy result; retrieval
+    and tagging share one conversion (zskit._arrays.to_numpy), as does zskit.viz."""
+    y, s, mask = tagging_data
+    scores = torch.tensor(s, requires_grad=True)
+    assert mean_average_precision(torch.from_numpy(y), scores, torch.from_numpy(mask)) == (
+        pytest.approx(mean_average_precision(y, s, mask), abs=1e-12))
+    square = torch.rand(4, 4, requires_grad=True)
+    relevant = torch.eye(4, dtype=torch.bool)
+    assert retrieval_metrics(square, relevant) == retrieval_metrics(
+        square.detach().numpy(), relevant.numpy())
+
+
 def test_random_ap_is_exact_expectation_over_orderings():
     n, p = 7, 3
     aps = []

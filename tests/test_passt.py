@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import threading
-
 import pytest
 import torch
 
@@ -13,13 +9,12 @@ from zskit.encoders.audio.passt import (
     PASST_PRETRAINED,
     PaSST,
     PaSSTConfig,
-    _config_for_weights,
     load_passt_checkpoint,
     load_passt_state_dict,
     passt_state_dict,
 )
 from zskit.encoders.base import PretrainedCfg
-from zskit.encoders.registry import create_audio_encoder, encoder_spec
+from zskit.encoders.registry import config_for_weights, create_audio_encoder, encoder_spec
 from zskit.errors import ConfigError, DataError
 
 SR = 32000
@@ -166,10 +161,10 @@ def test_checkpoint_without_head_loads_into_headless_model(tmp_path):
 
 def test_weight_sets_fix_their_fields():
     openmic = next(p for p in PASST_PRETRAINED["passt"] if p.tag == "openmic")
-    cfg = _config_for_weights(PaSSTConfig.passt_s(), openmic)
+    cfg = config_for_weights(PaSSTConfig.passt_s(), openmic)
     assert cfg.num_classes == 20, f"OpenMIC weights have 20 classes, got {cfg.num_classes}"
     s20 = next(p for p in PASST_PRETRAINED["passt"] if p.tag == "audioset_20s")
-    cfg = _config_for_weights(PaSSTConfig.passt_s(), s20)
+    cfg = config_for_weights(PaSSTConfig.passt_s(), s20)
     assert (cfg.time_positions, cfg.segment_samples) == (200, 20 * SR), "20 s model: 200 columns"
     assert encoder_spec("audio", "passt").tags[0] == "audioset", "default weights are AudioSet"
     for tags in PASST_PRETRAINED.values():
@@ -178,29 +173,23 @@ def test_weight_sets_fix_their_fields():
             assert p.verified == "keys" and p.sample_rate == SR, p.tag
 
 
-def test_pretrained_download_path(tmp_path, monkeypatch):
-    """The online path (download, torch.load weights_only, key check) against a local server."""
+def test_pretrained_download_path(http_dir, tmp_path):
+    """The online path (download, torch.load weights_only, key check) against a local server;
+    the weights come back in eval mode."""
+    folder, base = http_dir
     cfg = tiny(num_classes=7)
-    (tmp_path / "srv").mkdir()
     sd = synthetic(tiny_layout(cfg), seed=3)
-    torch.save(sd, tmp_path / "srv" / "tiny-passt.pt")
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=tmp_path / "srv")
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    monkeypatch.setenv("ZSKIT_CACHE", str(tmp_path / "cache"))
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/tiny-passt.pt"
-        weights = PretrainedCfg("local", url=url, extra={"config": {"num_classes": 7}})
-        fields = {f: getattr(cfg, f) for f in ("frontend", "embed_dim", "depth", "num_heads",
-                                               "mlp_ratio", "frequency_stride", "input_frames",
-                                               "segment_seconds")}
-        model = create_audio_encoder("passt", pretrained=weights, **fields)
-    finally:
-        server.shutdown()
+    torch.save(sd, folder / "tiny-passt.pt")
+    weights = PretrainedCfg("local", url=f"{base}/tiny-passt.pt",
+                            extra={"config": {"num_classes": 7}})
+    fields = {f: getattr(cfg, f) for f in ("frontend", "embed_dim", "depth", "num_heads",
+                                           "mlp_ratio", "frequency_stride", "input_frames",
+                                           "segment_seconds")}
+    model = create_audio_encoder("passt", pretrained=weights, **fields)
     assert model.cfg.num_classes == 7, "the weight set fixes num_classes"
     assert torch.equal(model.head[1].weight, sd["head.1.weight"]), "downloaded weights not loaded"
     assert (tmp_path / "cache" / "tiny-passt.pt").is_file(), "download should land in the cache"
+    assert not any(m.training for m in model.modules()), "pretrained PaSST must be in eval mode"
 
 
 # --------------------------------------------------------------------------- behaviour

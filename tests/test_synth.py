@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import itertools
+import json
 import os
 import re
 import shutil
@@ -20,6 +23,9 @@ from zskit.data import gm, synth
 from zskit.data.manifest import load_corpus
 from zskit.data.splits import stratified_split
 from zskit.data.synth import ClipSpec, Note, Stem, clip_spec, generate_corpus, render_clip
+from zskit.data.synth import corpus as synth_corpus
+from zskit.data.synth import render as synth_render
+from zskit.data.synth.patterns import ROLE_PATTERNS
 from zskit.errors import ConfigError, DataError, DependencyError
 
 pretty_midi = pytest.importorskip("pretty_midi")
@@ -345,8 +351,10 @@ def test_resume_renders_only_what_is_missing(corpus_dir, tmp_path, monkeypatch):
     (copy / "audio" / f".{synth.clip_id(4)}.999.tmp").write_bytes(b"half a clip")
 
     rendered: list[int] = []
-    real = synth._render_job
-    monkeypatch.setattr(synth, "_render_job", lambda job: rendered.append(job[0]) or real(job))
+    real = synth_corpus._render_job
+    monkeypatch.setattr(
+        synth_corpus, "_render_job", lambda job: rendered.append(job[0]) or real(job)
+    )
     kwargs = {
         "n_clips": N_CLIPS,
         "seed": 7,
@@ -495,3 +503,75 @@ def test_zskit_soundfont_variable_chooses_the_soundfont(monkeypatch, tmp_path):
     monkeypatch.setenv("ZSKIT_SOUNDFONT", str(tmp_path / "missing.sf2"))
     with pytest.raises(DataError, match="missing.sf2"):
         synth.find_soundfont()
+
+
+# ----------------------------------------------------------- the package and its parameters
+
+
+def test_package_keeps_the_public_names_of_the_old_module():
+    import zskit.data
+
+    for name in synth.__all__:
+        assert hasattr(synth, name), f"zskit.data.synth.{name} is missing"
+    for name, module in zskit.data._EXPORTS.items():
+        if module == "synth":
+            assert getattr(zskit.data, name) is getattr(synth, name), f"zskit.data.{name}"
+    assert set(ROLE_PATTERNS) == set(gm.ROLES), "one pattern per role of the class table"
+
+
+def test_generate_corpus_defaults_are_the_config_defaults():
+    signature = inspect.signature(generate_corpus).parameters
+    fields = {f.name: f.default for f in dataclasses.fields(synth.SynthConfig)}
+    assert set(fields) <= set(signature), (
+        f"SynthConfig fields missing from generate_corpus: {sorted(set(fields) - set(signature))}"
+    )
+    for name in set(fields) - {"n_clips"}:  # n_clips=None means 2,000 (100 with smoke)
+        assert signature[name].default == fields[name], (
+            f"{name}: generate_corpus default {signature[name].default!r} vs {fields[name]!r}"
+        )
+    with pytest.raises(ConfigError, match="p_annotate_positive"):
+        synth.SynthConfig(p_annotate_positive=1.5)
+
+
+def test_content_parameters_reach_the_corpus(tmp_path):
+    out = generate_corpus(
+        tmp_path / "solo",
+        n_clips=6,
+        seed=1,
+        clip_seconds=1.0,
+        max_instruments=1,
+        split_fractions=(0.5, 0.25, 0.25),
+        p_annotate_positive=1.0,
+        p_annotate_negative=0.0,
+        soundfont=TIM,
+        workers=1,
+        progress=False,
+    )
+    corpus = load_corpus(out)
+    assert (corpus.manifest["n_instruments"] == 1).all(), "max_instruments=1: one per clip"
+    np.testing.assert_array_equal(
+        corpus.mask, corpus.labels, "p_positive=1, p_negative=0: exactly the positives annotated"
+    )
+    params = corpus.metadata["params"]
+    assert params["split_fractions"] == [0.5, 0.25, 0.25], f"recorded {params}"
+    assert (params["max_instruments"], params["p_annotate_negative"]) == (1, 0.0), f"{params}"
+
+
+def test_rerun_reuses_the_recorded_soundfont_hash(tmp_path, monkeypatch):
+    soundfont = tmp_path / "copy.sf2"
+    shutil.copyfile(TIM, soundfont)
+    kwargs = {"n_clips": 1, "clip_seconds": 1.0, "soundfont": soundfont, "progress": False}
+    out = generate_corpus(tmp_path / "corpus", workers=1, **kwargs)
+    recorded = json.loads((out / "params.json").read_text())["soundfont_file"]
+    assert recorded["size"] == soundfont.stat().st_size, f"size recorded in params.json {recorded}"
+
+    hashed: list[str] = []
+    real = synth_render._sha256.__wrapped__  # past the per-process cache
+    monkeypatch.setattr(synth_render, "_sha256", lambda *key: hashed.append(key[0]) or real(*key))
+    assert generate_corpus(out, **kwargs) == out, "a re-run returns the folder"
+    assert hashed == [], "re-running a finished corpus must not read the SoundFont again"
+
+    stat = soundfont.stat()
+    os.utime(soundfont, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert generate_corpus(out, **kwargs) == out, "same content, newer mtime: still this corpus"
+    assert hashed == [str(soundfont)], f"a touched SoundFont is hashed again once: {hashed}"

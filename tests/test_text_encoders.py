@@ -4,11 +4,8 @@ encoders (MiniLM, paper 4's BERT/RoBERTa settings), their loaders, and label mat
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gzip
 import hashlib
-import http.server
-import threading
 import zipfile
 
 import numpy as np
@@ -89,25 +86,6 @@ def test_glove_unknown_label_raises_naming_it():
         create_text_encoder("glove")
 
 
-@pytest.fixture
-def http_dir(tmp_path, monkeypatch):
-    """A local HTTP server over a folder, and a private download cache: ``(folder, base_url)``."""
-    folder = tmp_path / "served"
-    folder.mkdir()
-    monkeypatch.setenv("ZSKIT_CACHE", str(tmp_path / "cache"))
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield folder, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
 def _md5(path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
@@ -163,6 +141,10 @@ def test_online_word_vector_formats_load_through_download(http_dir):
     assert enc.vectors.key_to_index.keys() == {". . .", "cello", "Horn"}
     np.testing.assert_allclose(enc.encode(["cello", "french horn"]),
                                [[0.5] * 4, [1, 0, 0, 0]], err_msg="first entry wins; cased lookup")
+    from zskit.encoders.text.word_vectors import _load_remote
+
+    info = _load_remote.cache_info()  # real sets hold GBs: only the last one may stay in memory
+    assert info.maxsize == 1 and info.currsize == 1, info
 
     text_gz.write_bytes(gzip.compress(b"1 4\nfire 1 2 3 4\n"))  # differs from the recorded md5
     with pytest.raises(DataError, match="glove-wiki-gigaword-300.gz"):
@@ -357,6 +339,10 @@ def test_label_transfer_weights_match_brute_force():
     np.testing.assert_allclose(w.sum(1), 1.0, err_msg="each row is a distribution")
     with pytest.raises(ConfigError, match="same label encoder"):
         label_transfer_weights(target, source[:, :5])
+    # encoders return torch tensors (LabelEncoder protocol), possibly still attached to autograd
+    w_t, _ = label_transfer_weights(torch.tensor(target, requires_grad=True),
+                                    torch.from_numpy(source), top_k=3, temperature=0.1)
+    np.testing.assert_allclose(w_t, w, atol=1e-12, err_msg="tensor inputs give the same weights")
 
 
 def test_label_matching_scorer_with_glove_finds_the_same_name():

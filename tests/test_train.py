@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
+from zskit.devices import module_device, resolve_amp, resolve_device
 from zskit.errors import ConfigError
 from zskit.train import (
     CHECKPOINT_FILE,
@@ -26,8 +27,6 @@ from zskit.train import (
     load_checkpoint,
     lr_factor,
     predict,
-    resolve_amp,
-    resolve_device,
     step_decay,
 )
 
@@ -238,6 +237,23 @@ def test_predict_keeps_order():
     model = _model()
     out = predict(model, x, batch_size=7)
     assert torch.allclose(out, model(x), atol=1e-6), "predict must return model(x) in order"
+    assert not out.requires_grad, "predict runs without autograd"
+
+
+def test_predict_resolves_device_names_and_needs_no_parameters():
+    """device='auto' goes through zskit.devices.resolve_device (torch.device('auto') would raise);
+    a model without parameters (a fixed transform) runs on the CPU instead of StopIteration."""
+    x, _ = _data(10)
+    model = _model().to(resolve_device("auto")).train()
+    auto = predict(model, x, batch_size=4, device="auto")
+    assert torch.allclose(auto, model.cpu().eval()(x).detach(), atol=1e-5), "device='auto'"
+    assert torch.equal(predict(nn.Softmax(dim=1), x, batch_size=3), torch.softmax(x, dim=1))
+    assert module_device(nn.Softmax(dim=1)) is None and module_device(model) == torch.device("cpu")
+    with pytest.raises(ConfigError, match="tpu"):
+        predict(model, x, device="tpu:0")
+    model.train()
+    predict(model, x, device="cpu")
+    assert model.training, "predict restores the training mode"
 
 
 def test_max_steps_stops_mid_epoch():

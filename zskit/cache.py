@@ -12,8 +12,9 @@ Layout of one cache, ``cache_dir / <encoder name> / <key>/``::
     logits.npy                      (N, C) with ``store_logits=True``
     complete.json                   the completion marker, written last
 
-Every file is written under a temporary name (``.<name>.<pid>.tmp``) and moved into place with
-``os.replace``, so a visible file is always complete. The key hashes:
+Every file is written under a temporary name (``.<name>.<pid>.<random>.tmp``) and moved into
+place with ``os.replace`` (``zskit.fileio.atomic_write``), so a visible file is always complete.
+The key hashes:
 
 - the cache format version, the encoder's name, class and pretrained tag (and that weight file's
   sha256, when its ``PretrainedCfg`` has one);
@@ -49,9 +50,10 @@ from tqdm.auto import tqdm
 
 from zskit.audio.io import load_audio
 from zskit.audio.segments import pad_batch, segment
-from zskit.data.manifest import Corpus, write_json
-from zskit.devices import resolve_amp, resolve_device
+from zskit.data.manifest import Corpus
+from zskit.devices import module_device, resolve_amp, resolve_device
 from zskit.errors import AudioLoadError, ConfigError, DataError
+from zskit.fileio import atomic_write, write_json
 from zskit.paths import data_root
 
 __all__ = [
@@ -147,13 +149,6 @@ def _seconds_to_samples(name: str, seconds: float, sample_rate: int) -> int:
     return samples
 
 
-def _module_device(module: nn.Module) -> torch.device | None:
-    tensor = next(module.parameters(), None)
-    if tensor is None:
-        tensor = next(module.buffers(), None)
-    return None if tensor is None else tensor.device
-
-
 class _AudioFiles(torch.utils.data.Dataset):
     """Waveforms ``(T,)`` of a file list at one sample rate (for DataLoader workers)."""
 
@@ -168,16 +163,9 @@ class _AudioFiles(torch.utils.data.Dataset):
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    """``np.save`` to a temporary name beside ``path``, then an atomic rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    """``np.save`` to ``path`` atomically."""
+    with atomic_write(path) as f:
+        np.save(f, array)
 
 
 class EmbeddingCache:
@@ -204,6 +192,13 @@ class EmbeddingCache:
             _positive(arg, value)
         if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
             raise ConfigError(f"num_workers={num_workers!r} must be an int >= 0.")
+        if not isinstance(encoder, nn.Module):
+            raise ConfigError(
+                f"EmbeddingCache needs a torch nn.Module encoder (its weights are hashed into the "
+                f"cache key and it is moved to the device), got {type(encoder).__name__}; use "
+                "zskit.create_audio_encoder(name, pretrained=...) (for YAMNet: 'yamnet.audioset' "
+                "instead of YamnetOnnx)."
+            )
         cfg = getattr(encoder, "cfg", None)
         if cfg is None or not hasattr(cfg, "sample_rate"):
             raise ConfigError(
@@ -368,7 +363,7 @@ class EmbeddingCache:
 
     def _embed_shards(self, missing: list[tuple[int, int]]) -> None:
         encoder = self.encoder
-        was_training, origin = encoder.training, _module_device(encoder)
+        was_training, origin = encoder.training, module_device(encoder)
         batches = [list(range(a, min(a + self.batch_size, stop)))
                    for start, stop in missing for a in range(start, stop, self.batch_size)]
         todo = sum(stop - start for start, stop in missing)
@@ -416,27 +411,19 @@ class EmbeddingCache:
                                                 else [])
         for kind, filename in outputs:
             width = np.load(self._shard_path(kind, shards[0]), mmap_mode="r").shape[1]
-            final = self.directory / filename
-            tmp = final.with_name(f".{filename}.{os.getpid()}.tmp")
             header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
                       "fortran_order": False, "shape": (len(self), width)}
-            try:
-                with open(tmp, "wb") as f:
-                    np.lib.format.write_array_header_1_0(f, header)
-                    for shard in shards:
-                        path = self._shard_path(kind, shard)
-                        part = np.load(path, mmap_mode="r")
-                        if part.shape != (shard[1] - shard[0], width):
-                            raise DataError(f"shard {path} holds {part.shape}, expected "
-                                            f"{(shard[1] - shard[0], width)}; delete it and run "
-                                            "again.")
-                        f.write(np.ascontiguousarray(part, dtype="<f4").data)
-                        del part
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, final)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with atomic_write(self.directory / filename) as f:
+                np.lib.format.write_array_header_1_0(f, header)
+                for shard in shards:
+                    path = self._shard_path(kind, shard)
+                    part = np.load(path, mmap_mode="r")
+                    if part.shape != (shard[1] - shard[0], width):
+                        raise DataError(f"shard {path} holds {part.shape}, expected "
+                                        f"{(shard[1] - shard[0], width)}; delete it and run "
+                                        "again.")
+                    f.write(np.ascontiguousarray(part, dtype="<f4").data)
+                    del part
         write_json(self.directory / COMPLETE_FILE, {"rows": len(self), "key": self.key,
                                                     "files": [f for _, f in outputs]})
         for pattern in ("emb_*.npy", "logits_*.npy"):  # includes shards of other shard sizes

@@ -6,10 +6,19 @@ import random
 
 import numpy as np
 import torch
+from torch import nn
 
 from zskit.errors import ConfigError
 
-__all__ = ["resolve_amp", "resolve_device", "seed_everything"]
+__all__ = ["module_device", "resolve_amp", "resolve_device", "seed_everything"]
+
+
+def module_device(module: nn.Module) -> torch.device | None:
+    """The device of the module's first parameter (or buffer); None when it has neither."""
+    tensor = next(module.parameters(), None)
+    if tensor is None:
+        tensor = next(module.buffers(), None)
+    return None if tensor is None else tensor.device
 
 
 def resolve_device(name: str) -> torch.device:

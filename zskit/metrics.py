@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 from scipy.special import ndtri
 
+from zskit._arrays import to_numpy
 from zskit.errors import ConfigError
 
 __all__ = [
@@ -53,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 
 def _as_2d(name: str, array: np.ndarray) -> np.ndarray:
-    a = np.asarray(array)
+    a = to_numpy(array)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2:
@@ -432,15 +433,9 @@ def top1_accuracy_by_group(
     return {str(names[g]): float(hits[g] / counts[g]) for g in np.flatnonzero(counts)}
 
 
-def _to_numpy(array: Any) -> np.ndarray:
-    if hasattr(array, "detach"):  # a torch tensor, possibly on a GPU
-        array = array.detach().cpu().numpy()
-    return np.asarray(array)
-
-
 def _retrieval_inputs(scores: Any, relevant: Any) -> tuple[np.ndarray, np.ndarray]:
-    s = _to_numpy(scores)
-    rel = _to_numpy(relevant)
+    s = to_numpy(scores)
+    rel = to_numpy(relevant)
     if s.ndim != 2 or rel.shape != s.shape:
         raise ConfigError(
             f"scores and relevant must both be (n_queries, n_items), got {s.shape} and "

@@ -11,12 +11,12 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from zskit.errors import NotebookError
+from zskit.fileio import write_json
 
 METRICS_FILE = "metrics.json"
 
@@ -35,10 +35,14 @@ class Figure:
 
 
 def _jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON values: numpy/torch scalars and arrays become numbers and lists,
+    non-finite floats ``None``."""
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
-    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "ndim", 1) == 0:
-        return _jsonable(obj.item())  # numpy / torch scalars
+    if hasattr(obj, "tolist") and hasattr(obj, "ndim"):  # numpy / torch scalars and arrays
+        if hasattr(obj, "detach"):
+            obj = obj.detach().cpu()
+        return _jsonable(obj.tolist())
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -51,13 +55,7 @@ def write_metrics(out_dir: str | os.PathLike, figures: list[Figure], **extra: An
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     payload = {"figures": [dataclasses.asdict(f) for f in figures], **extra}
-    text = json.dumps(_jsonable(payload), indent=2, allow_nan=False)
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".metrics-", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text + "\n")
-    path = out / METRICS_FILE
-    os.replace(tmp, path)
-    return path
+    return write_json(out / METRICS_FILE, _jsonable(payload), allow_nan=False)
 
 
 def read_metrics(path: str | os.PathLike) -> dict[str, Any]:

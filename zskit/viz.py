@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
+from zskit._arrays import to_numpy
 from zskit.errors import ConfigError
 
 __all__ = [
@@ -22,12 +23,6 @@ __all__ = [
 ]
 
 
-def _numpy(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):
-        x = x.detach().cpu().numpy()
-    return np.asarray(x)
-
-
 def waveform_figure(
     wav: Any, sample_rate: int, title: str = "waveform", max_points: int = 4000
 ) -> go.Figure:
@@ -36,7 +31,7 @@ def waveform_figure(
     Longer signals are drawn as their min/max envelope over ``max_points // 2`` bins, so peaks
     stay visible.
     """
-    x = _numpy(wav).astype(np.float32)
+    x = to_numpy(wav).astype(np.float32)
     if x.ndim == 2 and 1 in x.shape:
         x = x.reshape(-1)
     if x.ndim != 1 or x.size == 0:
@@ -63,7 +58,7 @@ def spectrogram_figure(
     colorbar_title: str = "log mel",
 ) -> go.Figure:
     """Heatmap of a (log-)mel spectrogram ``(n_mels, n_frames)``; time on x, bands on y."""
-    s = _numpy(spec).astype(np.float32)
+    s = to_numpy(spec).astype(np.float32)
     if s.ndim == 3 and s.shape[0] == 1:
         s = s[0]
     if s.ndim != 2:
@@ -93,13 +88,13 @@ def label_matrix_figure(
     title: str = "labels",
 ) -> go.Figure:
     """Clips x classes heatmap: 0 negative, 1 unknown (``mask`` False), 2 positive."""
-    y = _numpy(labels)
+    y = to_numpy(labels)
     if y.ndim != 2 or y.shape[1] != len(class_names):
         raise ConfigError(
             f"labels have shape {y.shape} but {len(class_names)} class names were given; pass "
             "(n_clips, n_classes) labels and one name per column."
         )
-    known = np.ones(y.shape, bool) if mask is None else _numpy(mask).astype(bool)
+    known = np.ones(y.shape, bool) if mask is None else to_numpy(mask).astype(bool)
     if known.shape != y.shape:
         raise ConfigError(f"mask has shape {known.shape}, labels {y.shape}; they must match.")
     z = np.where(known, np.where(y > 0, 2, 0), 1)
@@ -143,10 +138,10 @@ def per_class_ap_figure(
 
     Classes with NaN AP (no positive) are left out; ``sort`` orders bars by AP, best first.
     """
-    a = _numpy(ap).astype(np.float64)
+    a = to_numpy(ap).astype(np.float64)
     if a.shape != (len(class_names),):
         raise ConfigError(f"ap has shape {a.shape} but there are {len(class_names)} class names.")
-    r = None if random_ap is None else _numpy(random_ap).astype(np.float64)
+    r = None if random_ap is None else to_numpy(random_ap).astype(np.float64)
     if r is not None and r.shape != a.shape:
         raise ConfigError(f"random_ap has shape {r.shape}, ap {a.shape}; they must match.")
     keep = np.flatnonzero(~np.isnan(a))

@@ -99,6 +99,10 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.5,
     if x.shape[0] != y.shape[0]:
         raise ConfigError(f"mixup got {x.shape[0]} inputs but {y.shape[0]} labels; pass one label row "
                           "per example.")
+    if not x.is_floating_point():
+        raise ConfigError(f"mixup needs float inputs, got {x.dtype} (mixing would truncate); "
+                          "convert them first, e.g. x.float() (waveforms from "
+                          "zskit.audio.load_audio already are).")
     if not y.is_floating_point():
         raise ConfigError(f"mixup needs float labels, got {y.dtype}; one-hot encode class indices "
                           "with torch.nn.functional.one_hot(y, n_classes).float().")

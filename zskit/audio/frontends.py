@@ -13,6 +13,10 @@ buffers that move with ``.to(device)``; no numpy in ``forward``):
 
 ``build_frontend(cfg)`` returns the module that matches a config.
 
+Front ends compute in float32 (float64 input stays float64) with autocast switched off inside
+them: under ``torch.autocast`` (bf16/fp16) the STFT, mel matrix and log would otherwise lose most
+of their precision. Their output is float32 whatever the surrounding autocast.
+
 Framing convention of ``LogMel`` and ``LinearSpectrogram``: with ``center=True`` frame ``t`` is
 centred on sample ``t * hop_length`` after padding ``n_fft // 2`` samples on each side, exactly as
 ``torch.stft`` and ``librosa`` do (``1 + T // hop_length`` frames). With ``center=False`` a frame is
@@ -24,6 +28,7 @@ frames); ``librosa``/``torch`` with ``center=False`` differ from this only when
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -322,6 +327,15 @@ def _window(kind: str, length: int, periodic: bool) -> torch.Tensor:
     return fn(length, periodic=periodic, dtype=torch.float32)
 
 
+def _no_autocast(x: torch.Tensor) -> contextlib.AbstractContextManager:
+    """A context that switches autocast off on ``x``'s device (front ends compute in float32);
+    nothing to switch off on devices without autocast (e.g. ``meta``)."""
+    available = getattr(torch.amp, "is_autocast_available", None)  # torch >= 2.4
+    if x.device.type == "meta" or (available is not None and not available(x.device.type)):
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
+
 def _as_float(x: torch.Tensor) -> torch.Tensor:
     if not torch.is_tensor(x):
         raise ConfigError(f"expected a torch.Tensor of waveforms, got {type(x).__name__}; "
@@ -387,8 +401,13 @@ class LogMel(nn.Module):
         self.register_buffer("mel_fb", mel_filterbank(self.cfg), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_float(x)
+        with _no_autocast(x):
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        x, lead = _flatten_batch(_as_float(x))
+        x, lead = _flatten_batch(x)
         if cfg.preemphasis > 0:
             x = x[..., 1:] - cfg.preemphasis * x[..., :-1]
         spec = _frames_spectrum(x, self.window, cfg.n_fft, cfg.hop_length, cfg.center,
@@ -435,8 +454,13 @@ class LinearSpectrogram(nn.Module):
                              persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_float(x)
+        with _no_autocast(x):
+            return self._forward(x)
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        x, lead = _flatten_batch(_as_float(x))
+        x, lead = _flatten_batch(x)
         spec = _frames_spectrum(x, self.window, cfg.n_fft, cfg.hop_length, cfg.center,
                                 cfg.pad_mode, cfg.power)
         if cfg.log == "log1p":
@@ -473,10 +497,10 @@ class KaldiFbank(nn.Module):
                 f"waveforms of {x.shape[-1]} samples are shorter than one {cfg.frame_length_ms} ms "
                 f"frame ({cfg.frame_length} samples); zero-pad them first (zskit.audio.center_pad)."
             )
-        feats = [self._one(clip) for clip in x]
-        out = torch.stack(feats)
-        if cfg.norm_mean is not None:
-            out = (out - cfg.norm_mean) / (2.0 * cfg.norm_std)
+        with _no_autocast(x):
+            out = torch.stack([self._one(clip) for clip in x])
+            if cfg.norm_mean is not None:
+                out = (out - cfg.norm_mean) / (2.0 * cfg.norm_std)
         return out
 
     def _one(self, clip: torch.Tensor) -> torch.Tensor:

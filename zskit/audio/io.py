@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 import torchaudio
 
 from zskit.errors import AudioLoadError, ConfigError
+from zskit.fileio import atomic_write
 
 __all__ = ["SAVE_FORMATS", "AudioInfo", "audio_info", "load_audio", "save_audio"]
 
@@ -119,13 +119,6 @@ def save_audio(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_r
         raise ConfigError(f"audio for {path} contains NaN or infinite samples; fix them before saving.")
     data = data.astype(np.float32, copy=False)
     frames = data if data.ndim == 1 else data.T  # soundfile wants (T, C)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f"{path.suffix}.tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        sf.write(tmp, frames, sample_rate, subtype=subtype, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w+b") as fh:  # soundfile seeks and reads back while writing
+        sf.write(fh, frames, sample_rate, subtype=subtype, format=fmt)
     return path

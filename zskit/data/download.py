@@ -15,7 +15,6 @@ a marker file inside makes a second call free.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import http.client
 import json
 import logging
@@ -36,6 +35,7 @@ from tqdm.auto import tqdm
 
 from zskit import __version__
 from zskit.errors import ConfigError, DataError
+from zskit.fileio import file_digests, write_json
 from zskit.paths import data_root
 
 __all__ = [
@@ -52,7 +52,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 16
-_HASH_CHUNK = 1 << 20
 _BACKOFF_S = 0.5
 _USER_AGENT = f"zskit/{__version__} (+python-urllib)"
 _MARKER = ".zskit-extracted"
@@ -152,12 +151,7 @@ class _GiveUp(Exception):
 
 
 def _file_digests(path: Path) -> dict[str, str]:
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            sha.update(chunk)
-            md5.update(chunk)
-    return {"sha256": sha.hexdigest(), "md5": md5.hexdigest()}
+    return file_digests(path, ("sha256", "md5"))  # one pass over the file for both
 
 
 def _mismatch(remote: RemoteFile, digests: dict[str, str]) -> tuple[str, str, str] | None:
@@ -176,7 +170,7 @@ def _sidecar(final: Path) -> Path:
 def _write_sidecar(final: Path, digests: dict[str, str], url: str) -> None:
     st = final.stat()
     record = {**digests, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "url": url}
-    _sidecar(final).write_text(json.dumps(record, indent=1) + "\n")
+    write_json(_sidecar(final), record, indent=1)
 
 
 def _verified_digests(final: Path) -> dict[str, str]:

@@ -11,7 +11,6 @@ label and mask matrices.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,25 @@ import numpy as np
 import pandas as pd
 
 from zskit.errors import DataError
+from zskit.fileio import atomic_write, write_json
+
+__all__ = [
+    "CORPUS_COLUMNS",
+    "LIST_SEP",
+    "MANIFEST_NAME",
+    "METADATA_NAME",
+    "Corpus",
+    "atomic_write_bytes",
+    "join_list",
+    "load_corpus",
+    "multi_hot",
+    "read_json",
+    "read_manifest",
+    "split_list",
+    "validate_columns",
+    "write_json",  # from zskit.fileio, kept here for the data modules that import it from here
+    "write_manifest",
+]
 
 LIST_SEP = ";"
 MANIFEST_NAME = "manifest.csv"
@@ -46,18 +64,10 @@ def split_list(cell: object) -> list[str]:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path`` and move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
-def write_json(path: str | Path, obj: Any) -> Path:
-    """Write ``obj`` as indented JSON, atomically."""
-    return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+    """Write ``data`` to ``path`` atomically (:func:`zskit.fileio.atomic_write`)."""
+    with atomic_write(path) as fh:
+        fh.write(data)
+    return Path(path)
 
 
 def read_json(path: str | Path) -> Any:
@@ -106,15 +116,13 @@ def read_manifest(path: str | Path, required: Sequence[str] = ()) -> pd.DataFram
 def write_manifest(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a manifest atomically, as CSV or Parquet by the file's suffix."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    if path.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    elif path.suffix == ".csv":
-        df.to_csv(tmp, index=False)
-    else:
+    if path.suffix not in (".csv", ".parquet"):
         raise DataError(f"Manifest {path} must end in .csv or .parquet.")
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        if path.suffix == ".parquet":
+            df.to_parquet(fh, index=False)
+        else:
+            df.to_csv(fh, index=False)
     return path
 
 

@@ -21,7 +21,7 @@ from torch import nn
 
 from zskit.errors import ConfigError
 
-__all__ = ["AudioEncoder", "EncoderOutput", "PretrainedCfg", "check_waveforms"]
+__all__ = ["AudioEncoder", "EncoderOutput", "PretrainedCfg", "check_lengths", "check_waveforms"]
 
 
 @dataclass(frozen=True)
@@ -68,11 +68,30 @@ def check_waveforms(waveforms: torch.Tensor, sample_rate: int) -> torch.Tensor:
     return waveforms
 
 
+def check_lengths(lengths: Any, waveforms: torch.Tensor) -> torch.Tensor | None:
+    """``lengths`` as a CPU int64 tensor ``(B,)`` of real samples per clip of ``waveforms``
+    ``(B, T)``, each in ``1..T`` (``None`` stays ``None``: no clip is padded)."""
+    if lengths is None:
+        return None
+    b, n = waveforms.shape
+    counts = torch.as_tensor(lengths).detach().reshape(-1).cpu()
+    whole = not counts.is_floating_point() or bool((counts == counts.round()).all())
+    counts = counts.to(torch.int64)
+    if counts.numel() != b or not whole or bool((counts < 1).any() or (counts > n).any()):
+        shown = torch.as_tensor(lengths).reshape(-1).tolist()
+        raise ConfigError(
+            f"lengths must hold one whole sample count in 1..{n} per clip ({b} clips), got "
+            f"{shown}; pass mask.sum(1) from zskit.audio.pad_batch."
+        )
+    return counts
+
+
 class AudioEncoder(nn.Module):
     """Base class of zskit's audio encoders: subclasses implement :meth:`forward_features`."""
 
     cfg: Any
     pretrained_cfg: PretrainedCfg | None = None
+    encoder_name: str | None = None  # the registry name it was built under (names caches)
 
     @property
     def embed_dim(self) -> int:

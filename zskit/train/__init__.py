@@ -3,9 +3,10 @@
 >>> from zskit.train import TrainConfig, fit
 >>> result = fit(model, (X, Y), val_data=(Xv, Yv), config=TrainConfig(lr=1e-3, max_epochs=10))
 >>> result.history  # one row per epoch
+
+Device and precision choices (``resolve_device``, ``resolve_amp``) live in ``zskit.devices``.
 """
 
-from zskit.devices import resolve_amp, resolve_device
 from zskit.train.checkpoint import atomic_save, average_state_dicts, load_checkpoint
 from zskit.train.config import TrainConfig
 from zskit.train.distributed import DistInfo, cleanup_distributed, setup_distributed, shard_indices
@@ -42,8 +43,6 @@ __all__ = [
     "load_checkpoint",
     "lr_factor",
     "predict",
-    "resolve_amp",
-    "resolve_device",
     "setup_distributed",
     "shard_indices",
     "step_decay",

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from zskit.errors import DataError
+from zskit.fileio import atomic_write
 
 __all__ = [
     "atomic_save",
@@ -33,17 +34,8 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
     A reader never sees a half-written file, and a failed save leaves the previous file intact.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_write(path) as fh:
+        torch.save(obj, fh)
     return path
 
 

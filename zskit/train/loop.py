@@ -31,7 +31,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from zskit.devices import resolve_amp, resolve_device, seed_everything
+from zskit.devices import module_device, resolve_amp, resolve_device, seed_everything
 from zskit.errors import ConfigError, DataError
 from zskit.losses import masked_bce
 from zskit.train.batches import batch_size_of, make_batches, to_device
@@ -472,23 +472,33 @@ def fit(
 def predict(
     model: nn.Module, data: Any, *, batch_size: int = 256, device: str | torch.device | None = None
 ) -> Any:
-    """``model(inputs)`` over ``data`` in order, in eval mode, concatenated on the CPU.
+    """``model(inputs)`` over ``data`` in order, in eval mode without autograd, concatenated on
+    the CPU.
 
     ``data``: a tensor of inputs, a tuple ``(X, ...)`` (X is used), a Dataset or DataLoader whose
     batches start with the inputs. Tuple outputs give a tuple of concatenated tensors.
+    ``device``: where the inputs go (``"auto"``, ``"cpu"``, ``"cuda"``, ...); ``None`` = the
+    model's own device. The model itself is not moved.
     """
-    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if device is None:
+        device = module_device(model) or torch.device("cpu")  # no parameters: CPU
+    elif not isinstance(device, torch.device):
+        device = resolve_device(str(device))
     if isinstance(data, (torch.Tensor, np.ndarray)):
         data = (data,)
     batches = make_batches(data, batch_size, device=device, shuffle=False)
     was_training = model.training
     model.eval()
     outputs = []
-    for batch in batches.epoch(0):
-        batch = to_device(batch, device)
-        out = model(batch[0] if isinstance(batch, (list, tuple)) else batch)
-        outputs.append(tuple(o.cpu() for o in out) if isinstance(out, (tuple, list)) else out.cpu())
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for batch in batches.epoch(0):
+                batch = to_device(batch, device)
+                out = model(batch[0] if isinstance(batch, (list, tuple)) else batch)
+                outputs.append(tuple(o.cpu() for o in out) if isinstance(out, (tuple, list))
+                               else out.cpu())
+    finally:
+        model.train(was_training)
     if outputs and isinstance(outputs[0], tuple):
         return tuple(torch.cat(parts) for parts in zip(*outputs))
     return torch.cat(outputs)

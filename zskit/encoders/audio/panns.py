@@ -48,8 +48,15 @@ from torch.nn import functional as F
 
 from zskit.audio import LogMel, LogMelConfig, mel_filterbank
 from zskit.data.download import RemoteFile, download
-from zskit.encoders.base import AudioEncoder, EncoderOutput, PretrainedCfg, check_waveforms
+from zskit.encoders.base import (
+    AudioEncoder,
+    EncoderOutput,
+    PretrainedCfg,
+    check_lengths,
+    check_waveforms,
+)
 from zskit.encoders.registry import register_audio_encoder
+from zskit.encoders.weights import check_state_dict, load_state_file
 from zskit.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -58,7 +65,6 @@ __all__ = [
     "PANNS_PRETRAINED",
     "PannsCnn",
     "PannsConfig",
-    "load_checkpoint_file",
     "load_panns_weights",
     "remote_file",
 ]
@@ -215,7 +221,9 @@ class PannsCnn(AudioEncoder):
         """Embedding ``(B, embed_dim)``, frame tokens ``(B, T', C)`` with their mask, and logits."""
         cfg = self.cfg
         x = check_waveforms(waveforms, cfg.sample_rate)
-        lengths = _check_lengths(lengths, x)
+        lengths = check_lengths(lengths, x)
+        if lengths is not None and bool((lengths == x.shape[-1]).all()):
+            lengths = None  # nothing is padded: the faster batched path gives the same result
         mel, frames = self.logmel(x, lengths)
         x = self.bn0(mel.unsqueeze(1).transpose(1, 3)).transpose(1, 3)  # bn0 over mel bins
         for block, pool in zip(self.blocks, cfg.pools):
@@ -244,20 +252,6 @@ class PannsCnn(AudioEncoder):
         )
 
 
-def _check_lengths(lengths: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
-    """``lengths`` as a CPU int tensor ``(B,)`` of real samples (None when nothing is padded)."""
-    if lengths is None:
-        return None
-    lengths = torch.as_tensor(lengths).reshape(-1).to("cpu", torch.int64)
-    b, n = x.shape
-    if lengths.numel() != b or bool((lengths < 1).any()) or bool((lengths > n).any()):
-        raise ConfigError(
-            f"lengths must hold one sample count in 1..{n} per clip ({b} clips), got "
-            f"{lengths.tolist()}; pass mask.sum(1) from zskit.audio.pad_batch."
-        )
-    return None if bool((lengths == n).all()) else lengths
-
-
 def _frame_mask(frames: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
     """``(B, 1, T, 1)`` mask of each clip's valid frames, in ``x``'s dtype (None: all valid)."""
     if frames is None:
@@ -270,35 +264,6 @@ def _frame_mask(frames: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | 
 # Official checkpoints
 
 
-def load_checkpoint_file(path: str | os.PathLike) -> Any:
-    """``torch.load(path, weights_only=True)`` that also accepts numpy arrays and scalars.
-
-    Checkpoints from 2019-2020 (PANNs' training-sampler state, torchvggish's PCA parameters)
-    pickle numpy arrays, which the weights-only unpickler refuses unless numpy's array rebuilding
-    functions are allowed; they are allowed here, under both numpy 1 and numpy 2 names, for this
-    call only. Nothing else is unpickled.
-    """
-    import numpy as np
-
-    core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core to numpy._core
-    rebuild, scalar = core.multiarray._reconstruct, core.multiarray.scalar
-    allowed: list[Any] = [np.ndarray, np.dtype, rebuild, scalar,
-                          (rebuild, "numpy.core.multiarray._reconstruct"),
-                          (scalar, "numpy.core.multiarray.scalar")]
-    dtypes = getattr(np, "dtypes", None)  # numpy >= 1.25 pickles dtypes by their class
-    if dtypes is not None:
-        allowed += [getattr(dtypes, name) for name in dtypes.__all__]
-    path = Path(path)
-    try:
-        with torch.serialization.safe_globals(allowed):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # UnpicklingError, RuntimeError (corrupt zip), EOFError, ...
-        raise DataError(
-            f"cannot read the checkpoint {path} with torch.load(weights_only=True): {exc}. If the "
-            "file is truncated or corrupt, delete it and download it again."
-        ) from exc
-
-
 def _state_dict_of(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[str, Any], str]:
     if isinstance(source, Mapping):
         obj, where = source, "the given state dict"
@@ -307,7 +272,7 @@ def _state_dict_of(source: str | os.PathLike | Mapping[str, Any]) -> tuple[dict[
         if not path.is_file():
             raise ConfigError(f"PANNs checkpoint {str(source)!r} is not a file; pass the path of "
                               "an official .pth (e.g. Cnn14_mAP=0.431.pth) or a state dict.")
-        obj, where = load_checkpoint_file(path), str(path)
+        obj, where = load_state_file(path), str(path)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         obj = obj["model"]  # official: {"iteration", "model", "sampler"}
     if not isinstance(obj, Mapping):
@@ -354,17 +319,11 @@ def load_panns_weights(model: PannsCnn,
         state.pop(key, None)  # replaced by zskit's LogMel (checked just above)
     state = {k: torch.as_tensor(v) for k, v in state.items()}
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise DataError(
-            f"{where} does not fit PannsCnn(channels={model.cfg.channels}, embed_dim="
-            f"{model.cfg.embed_dim}, num_classes={model.cfg.num_classes}): missing keys {missing}, "
-            f"unexpected keys {unexpected}, shape mismatches {shapes}. Create the encoder whose "
-            "checkpoint this is (cnn10, cnn14 or cnn14_16k)."
-        )
+    c = model.cfg
+    check_state_dict(own, state, where,
+                     f"The model is PannsCnn(channels={c.channels}, embed_dim={c.embed_dim}, "
+                     f"num_classes={c.num_classes}): create the encoder whose checkpoint this is "
+                     "(cnn10, cnn14 or cnn14_16k).")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return model
 
@@ -411,7 +370,7 @@ def _build(cfg: PannsConfig, pretrained: PretrainedCfg | None) -> PannsCnn:
     if pretrained is not None:
         path = download(remote_file(pretrained))
         log.info("loading PANNs weights %s", path)
-        load_panns_weights(model, path).eval()
+        load_panns_weights(model, path)
     return model
 
 

@@ -50,9 +50,16 @@ from torch.nn import functional as F
 from zskit.audio.frontends import LogMel, LogMelConfig
 from zskit.audio.segments import segment
 from zskit.data.download import RemoteFile, download
-from zskit.encoders.base import AudioEncoder, EncoderOutput, PretrainedCfg, check_waveforms
+from zskit.encoders.base import (
+    AudioEncoder,
+    EncoderOutput,
+    PretrainedCfg,
+    check_lengths,
+    check_waveforms,
+)
 from zskit.encoders.registry import register_audio_encoder
-from zskit.errors import ConfigError, DataError
+from zskit.encoders.weights import check_state_dict, load_state_file
+from zskit.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -302,9 +309,8 @@ class PaSST(AudioEncoder):
                 nn.init.zeros_(m.bias)
 
     def spectrogram(self, waveforms: torch.Tensor) -> torch.Tensor:
-        """PaSST's log-mel ``(B, 1, n_mels, frames)`` in float32 (autocast off for the STFT)."""
-        with torch.autocast(device_type=waveforms.device.type, enabled=False):
-            return self.frontend(waveforms.float()).unsqueeze(1)
+        """PaSST's log-mel ``(B, 1, n_mels, frames)`` in float32 (the front end ignores autocast)."""
+        return self.frontend(waveforms.float()).unsqueeze(1)
 
     def forward_features(self, waveforms: torch.Tensor,
                          lengths: torch.Tensor | None = None) -> EncoderOutput:
@@ -315,9 +321,10 @@ class PaSST(AudioEncoder):
         """
         x = check_waveforms(waveforms, self.sample_rate)
         b, n = x.shape
+        lengths = check_lengths(lengths, x)
         if lengths is None:
-            lengths = torch.full((b,), n, dtype=torch.long, device=x.device)
-        lengths = torch.as_tensor(lengths, device=x.device).long().clamp(0, n)
+            lengths = torch.full((b,), n, dtype=torch.long)
+        lengths = lengths.to(x.device)
         seg_len = self.cfg.segment_samples
         if n <= seg_len:
             return self._forward_clips(x, lengths)
@@ -327,8 +334,7 @@ class PaSST(AudioEncoder):
         starts = torch.arange(s, device=x.device) * hop
         real = (lengths[:, None] - starts[None, :]).clamp(0, seg_len)  # (B, S)
         out = self._forward_clips(segs.reshape(b * s, seg_len), real.reshape(-1))
-        used = real > 0
-        used[:, 0] = True  # an empty clip still gets its first segment's embedding
+        used = real > 0  # every clip has real samples in its first segment
         weights = used.to(out.embedding.dtype) / used.sum(1, keepdim=True)
 
         def average(t: torch.Tensor) -> torch.Tensor:
@@ -408,11 +414,6 @@ def _random_subset(n: int, k: int, device: torch.device) -> torch.Tensor:
 # --------------------------------------------------------------------------- official checkpoints
 
 
-def _names(keys: list[str], limit: int = 12) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" ... ({len(keys)} in all)" if len(keys) > limit else "")
-
-
 def passt_state_dict(model: PaSST, state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """An official PaSST state dict checked against ``model`` and ready for ``load_state_dict``.
 
@@ -430,27 +431,13 @@ def passt_state_dict(model: PaSST, state_dict: Mapping[str, torch.Tensor]) -> di
     if model.head is None:  # built with num_classes=0: the checkpoint's classifier is not wanted
         for key in [k for k in sd if k.startswith("head.")]:
             del sd[key]
-    own = model.state_dict()
-    missing = sorted(set(own) - set(sd))
-    unexpected = sorted(set(sd) - set(own))
-    wrong = sorted(f"{k} {tuple(sd[k].shape)} (model: {tuple(own[k].shape)})"
-                   for k in set(own) & set(sd) if sd[k].shape != own[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing keys: {_names(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys: {_names(unexpected)}")
-        if wrong:
-            parts.append(f"wrong shapes: {_names(wrong)}")
-        raise DataError(
-            "the PaSST checkpoint does not fit this model (depth "
-            f"{model.cfg.depth}, strides {model.cfg.frequency_stride}x{model.cfg.time_stride}, "
-            f"{model.cfg.time_positions} time positions, {model.cfg.num_classes} classes): "
-            + "; ".join(parts)
-            + ". Build the encoder whose config matches the weights (passt, passt_n, passt_l, "
-            "or set input_frames/num_classes)."
-        )
+    c = model.cfg
+    check_state_dict(
+        model.state_dict(), sd, "the PaSST checkpoint",
+        f"The model has depth {c.depth}, strides {c.frequency_stride}x{c.time_stride}, "
+        f"{c.time_positions} time positions and {c.num_classes} classes: build the encoder whose "
+        "config matches the weights (passt, passt_n, passt_l, or set input_frames/num_classes).",
+    )
     return sd
 
 
@@ -462,15 +449,7 @@ def load_passt_state_dict(model: PaSST, state_dict: Mapping[str, torch.Tensor]) 
 
 def load_passt_checkpoint(model: PaSST, path: str | os.PathLike) -> PaSST:
     """Load an official PaSST ``.pt`` file (e.g. ``passt-s-f128-p16-s10-ap.476-swa.pt``) into ``model``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as err:
-        raise DataError(f"could not read the PaSST checkpoint {path}: {err}; download it again "
-                        "or check the path.") from err
-    if not isinstance(state, Mapping):
-        raise DataError(f"{path} holds a {type(state).__name__}, not a state dict; pass a PaSST "
-                        "checkpoint from github.com/kkoutini/PaSST/releases.")
-    return load_passt_state_dict(model, state)
+    return load_passt_state_dict(model, load_state_file(path))
 
 
 # --------------------------------------------------------------------------- registry
@@ -489,7 +468,8 @@ def _weights(tag: str, path: str, num_classes: int, notes: str, **config: Any) -
     )
 
 
-#: The released weights per registered encoder; ``extra["config"]`` holds the fields they fix.
+#: The released weights per registered encoder; ``extra["config"]`` holds the fields they fix
+#: (the registry applies them).
 PASST_PRETRAINED: dict[str, list[PretrainedCfg]] = {
     "passt": [
         _weights("audioset", "v0.0.1-audioset/passt-s-f128-p16-s10-ap.476-swa.pt", 527,
@@ -517,17 +497,8 @@ PASST_PRETRAINED: dict[str, list[PretrainedCfg]] = {
 }
 
 
-def _config_for_weights(cfg: PaSSTConfig, pretrained: PretrainedCfg | None) -> PaSSTConfig:
-    """``cfg`` with the fields the weights fix (``pretrained.extra["config"]``)."""
-    fixed = dict(pretrained.extra.get("config", {})) if pretrained is not None else {}
-    changed = {k: v for k, v in fixed.items() if getattr(cfg, k) != v}
-    if changed:
-        log.info("PaSST weights %r set %s", pretrained.tag, changed)
-    return dataclasses.replace(cfg, **changed) if changed else cfg
-
-
 def _build(cfg: PaSSTConfig, pretrained: PretrainedCfg | None) -> PaSST:
-    cfg = _config_for_weights(cfg, pretrained)
+    """A PaSST; the registry has already set the fields ``pretrained.extra["config"]`` fixes."""
     model = PaSST(cfg)
     if pretrained is not None:
         if not pretrained.url:

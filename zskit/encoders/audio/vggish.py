@@ -30,7 +30,6 @@ exactly the patch embeddings of the clip alone: patches that reach into the padd
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from collections.abc import Mapping
@@ -44,10 +43,17 @@ from torch.nn import functional as F
 
 from zskit.audio import LogMel, LogMelConfig
 from zskit.data.download import ChecksumError, RemoteFile, download
-from zskit.encoders.audio.panns import load_checkpoint_file
-from zskit.encoders.base import AudioEncoder, EncoderOutput, PretrainedCfg, check_waveforms
+from zskit.encoders.base import (
+    AudioEncoder,
+    EncoderOutput,
+    PretrainedCfg,
+    check_lengths,
+    check_waveforms,
+)
 from zskit.encoders.registry import register_audio_encoder
+from zskit.encoders.weights import check_state_dict, load_state_file
 from zskit.errors import ConfigError, DataError
+from zskit.fileio import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +206,7 @@ class Vggish(AudioEncoder):
                          lengths: torch.Tensor | None = None) -> EncoderOutput:
         """Clip embedding (mean over real patches) and the patch embeddings as tokens."""
         x = check_waveforms(waveforms, self.cfg.sample_rate)
+        lengths = check_lengths(lengths, x)
         patches = self.patches(x)  # (B, P, F, M)
         b, p = patches.shape[:2]
         tokens = self.forward_patches(patches.reshape(b * p, 1, *patches.shape[-2:]))
@@ -213,12 +220,6 @@ class Vggish(AudioEncoder):
         p = self.cfg.num_patches(n)
         if lengths is None:
             return torch.ones(b, p, dtype=torch.bool, device=x.device)
-        lengths = torch.as_tensor(lengths).reshape(-1).to("cpu", torch.int64)
-        if lengths.numel() != b or bool((lengths < 1).any()) or bool((lengths > n).any()):
-            raise ConfigError(
-                f"lengths must hold one sample count in 1..{n} per clip ({b} clips), got "
-                f"{lengths.tolist()}; pass mask.sum(1) from zskit.audio.pad_batch."
-            )
         counts = torch.tensor([self.cfg.num_patches(int(k)) for k in lengths], device=x.device)
         return torch.arange(p, device=x.device)[None, :] < counts[:, None]
 
@@ -235,11 +236,7 @@ def _as_state(source: str | os.PathLike | Mapping[str, Any],
     if not path.is_file():
         raise ConfigError(f"VGGish {what} {str(source)!r} is not a file; pass the path of "
                           f"torchvggish's .pth or a state dict.")
-    obj = load_checkpoint_file(path)
-    if not isinstance(obj, Mapping):
-        raise DataError(f"{path} holds a {type(obj).__name__}, not a state dict; pass "
-                        f"torchvggish's {what} file (see VGGISH_WEIGHTS / VGGISH_PCA).")
-    return dict(obj), str(path)
+    return load_state_file(path), str(path)
 
 
 def load_vggish_weights(model: Vggish, weights: str | os.PathLike | Mapping[str, Any],
@@ -270,17 +267,10 @@ def load_vggish_weights(model: Vggish, weights: str | os.PathLike | Mapping[str,
         state.update(pca_state)
     state = {k: torch.as_tensor(v) for k, v in state.items()}
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in sorted(set(own) & set(state)) if state[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        raise DataError(
-            f"{where} does not fit Vggish(conv_channels={model.cfg.conv_channels}, fc_dims="
-            f"{model.cfg.fc_dims}, postprocess={model.cfg.postprocess}): missing keys {missing}, "
-            f"unexpected keys {unexpected}, shape mismatches {shapes}. Use VggishConfig() with "
-            "torchvggish's files."
-        )
+    c = model.cfg
+    check_state_dict(own, state, where,
+                     f"The model is Vggish(conv_channels={c.conv_channels}, fc_dims={c.fc_dims}, "
+                     f"postprocess={c.postprocess}): use VggishConfig() with torchvggish's files.")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     return model
 
@@ -288,14 +278,11 @@ def load_vggish_weights(model: Vggish, weights: str | os.PathLike | Mapping[str,
 def check_sha256_prefix(path: str | os.PathLike, prefix: str) -> Path:
     """Check that the SHA-256 of ``path`` starts with ``prefix`` (torch.hub's file-name hash)."""
     path = Path(path)
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            digest.update(chunk)
-    if not digest.hexdigest().startswith(prefix.lower()):
+    digest = file_sha256(path)
+    if not digest.startswith(prefix.lower()):
         raise ChecksumError(
-            f"{path} has sha256 {digest.hexdigest()}, which does not start with {prefix} as its "
-            f"name promises; delete {path} and download it again."
+            f"{path} has sha256 {digest}, which does not start with {prefix} as its name "
+            f"promises; delete {path} and download it again."
         )
     return path
 
@@ -322,7 +309,7 @@ VGGISH_PRETRAINED = PretrainedCfg(
                         pretrained=[VGGISH_PRETRAINED],
                         description="VGGish: VGG on 0.96 s log-mel patches, 128-d (AudioSet)")
 def _build(cfg: VggishConfig, pretrained: PretrainedCfg | None) -> Vggish:
-    """VGGish, random init or with ``pretrained`` weights (then in eval mode)."""
+    """VGGish, random init or with ``pretrained`` weights (the registry sets eval mode)."""
     model = Vggish(cfg)
     if pretrained is None:
         return model
@@ -338,4 +325,4 @@ def _build(cfg: VggishConfig, pretrained: PretrainedCfg | None) -> Vggish:
         pca = _fetch(RemoteFile(extra["pca_url"], licence=pretrained.licence),
                      extra["pca_sha256_prefix"])
     log.info("loading VGGish weights %s", path)
-    return load_vggish_weights(model, path, pca).eval()
+    return load_vggish_weights(model, path, pca)

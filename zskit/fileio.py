@@ -1,0 +1,72 @@
+"""Small file helpers every writer in zskit shares: atomic writes, JSON, streamed digests.
+
+``atomic_write(path)`` writes to a temporary file beside ``path``, fsyncs it and moves it into
+place with ``os.replace``: a reader sees the old file or the complete new one, never half of one,
+and a failure deletes the temporary file and leaves ``path`` as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+from zskit.errors import ConfigError
+
+__all__ = ["atomic_write", "file_digests", "file_sha256", "write_json"]
+
+_CHUNK = 1 << 20  # bytes read at a time when hashing
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]:
+    """Open a temporary file beside ``path`` for writing; on success it replaces ``path``.
+
+    ``mode`` is ``"wb"`` (default), ``"w"`` (text, UTF-8) or ``"w+b"`` (for writers that read
+    back, e.g. soundfile). Parent folders are created. On an exception the temporary file is
+    deleted and the exception propagates.
+    """
+    if not mode.startswith("w") or "a" in mode:
+        raise ConfigError(f"atomic_write mode={mode!r} must start with 'w' (e.g. 'wb' or 'w').")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    encoding = None if "b" in mode else "utf-8"
+    try:
+        with open(tmp, "x" + mode[1:], encoding=encoding) as fh:  # "x": never reuse a file
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2,
+               allow_nan: bool = True) -> Path:
+    """Write ``obj`` as indented JSON (one trailing newline), atomically; returns ``path``."""
+    text = json.dumps(obj, indent=indent, allow_nan=allow_nan) + "\n"
+    with atomic_write(path, "w") as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def file_digests(path: str | os.PathLike,
+                 algorithms: Iterable[str] = ("sha256",)) -> dict[str, str]:
+    """Hex digests of a file by ``hashlib`` algorithm name, reading it once in 1 MiB chunks."""
+    hashes = {name: hashlib.new(name, usedforsecurity=False) for name in algorithms}
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            for h in hashes.values():
+                h.update(chunk)
+    return {name: h.hexdigest() for name, h in hashes.items()}
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 hex digest of a file, streamed (large files are never read whole)."""
+    return file_digests(path, ("sha256",))["sha256"]
