@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from zskit.errors import ConfigError, NotebookError, ZskitError
+from zskit.fileio import atomic_write
 from zskit.paths import notebooks_dir, project_root
 from zskit.report import METRICS_FILE, read_metrics
 
@@ -518,8 +519,8 @@ def write_results(
     run_dir = Path(run_dir)
     rows = results_rows(runs)
     csv_path = run_dir / "results.csv"
-    with csv_path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS)
+    with atomic_write(csv_path, "w") as fh:
+        writer = csv.DictWriter(fh, fieldnames=RESULT_COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerows({k: "" if v is None else v for k, v in row.items()} for row in rows)
 
@@ -560,7 +561,8 @@ def write_results(
             if run.error.traceback:
                 lines += ["", "```", run.error.traceback.strip(), "```"]
     md_path = run_dir / "results.md"
-    md_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with atomic_write(md_path, "w") as fh:
+        fh.write("\n".join(lines) + "\n")
     return md_path, csv_path
 
 
