@@ -575,3 +575,15 @@ def test_rerun_reuses_the_recorded_soundfont_hash(tmp_path, monkeypatch):
     os.utime(soundfont, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
     assert generate_corpus(out, **kwargs) == out, "same content, newer mtime: still this corpus"
     assert hashed == [str(soundfont)], f"a touched SoundFont is hashed again once: {hashed}"
+
+
+def test_every_part_plays_in_very_short_clips():
+    """Sparse parts (a cymbal crash per bar, a late entry) can miss a 1 s clip; they are redrawn
+    so that no labelled instrument is silent."""
+    empty = [
+        (i, stem.class_id)
+        for i in range(300)
+        for stem in clip_spec(i, seed=5, clip_seconds=1.0).stems
+        if not stem.notes
+    ]
+    assert not empty, f"clips with a labelled instrument that plays no note: {empty[:5]}"

@@ -17,6 +17,7 @@ from zskit.data.synth.music import (
     Stem,
 )
 from zskit.data.synth.patterns import ROLE_PATTERNS
+from zskit.errors import DataError
 
 # P(1, 2, 3, 4 instruments): 2.4 instruments per clip on average, truncated at max_instruments.
 INSTRUMENT_COUNT_WEIGHTS = (0.2, 0.35, 0.3, 0.15)
@@ -27,6 +28,7 @@ P_LATE_ENTRY = 0.25  # chance that an instrument enters one bar late (clips of 4
 STEM_GAIN_RANGE_DB = (-6.0, 0.0)  # random gain of each stem over its level in the mix
 END_MARGIN_SECONDS = 0.05  # notes starting this close to the clip end are dropped
 MIN_NOTE_SECONDS = 0.02  # shorter notes (after trimming) are dropped
+MAX_PART_REDRAWS = 8  # new draws of a part that left a (very short) clip silent
 
 
 def clip_id(index: int) -> str:
@@ -101,6 +103,15 @@ def clip_spec(
         late = n_bars >= 4 and rng.random() < P_LATE_ENTRY
         entry = music.bar if late else 0.0
         notes = _tidy(ROLE_PATTERNS[role](music, cls, rng, entry), clip_seconds)
+        for _ in range(MAX_PART_REDRAWS):  # a sparse part can miss a very short clip entirely
+            if notes:
+                break
+            notes = _tidy(ROLE_PATTERNS[role](music, cls, rng, 0.0), clip_seconds)
+        if not notes:
+            raise DataError(
+                f"{class_id} ({role}) played no note in a {clip_seconds} s clip after "
+                f"{MAX_PART_REDRAWS} redraws; use longer clips (clip_seconds >= 2)."
+            )
         gain_db = round(float(rng.uniform(*STEM_GAIN_RANGE_DB)), 2)
         stems.append(Stem(class_id, notes, program, gain_db, role))
     return ClipSpec(
