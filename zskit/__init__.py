@@ -28,6 +28,8 @@ _LAZY = {
     "retrieval_metrics": "zskit.metrics",
     "embed_manifest": "zskit.cache",
     "EmbeddingCache": "zskit.cache",
+    "ZeroShotTagger": "zskit.models.zeroshot",
+    "ZeroShotConfig": "zskit.models.zeroshot",
     "Hierarchy": "zskit.hierarchy",
     "load_hierarchy": "zskit.hierarchy",
     "create_hierarchical_head": "zskit.heads.hierarchy",
