@@ -1,0 +1,107 @@
+"""The notebook checks of papers 4 and 5 (tests/checks_04.py, checks_05.py) pass on good metrics
+and fail on bad ones."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+
+def _load(name):
+    path = Path(__file__).with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+checks_04, checks_05 = _load("checks_04"), _load("checks_05")
+
+
+def _rates(r1, r5, r10, map10, mrr=None):
+    return {"R@1": r1, "R@5": r5, "R@10": r10, "mAP@10": map10, "MRR": map10 if mrr is None
+            else mrr}
+
+
+# chance of a 300-clip test set (1 relevant clip per caption; 5 captions per clip)
+CHANCE = {"text_to_audio": _rates(1 / 300, 5 / 300, 10 / 300, 0.01),
+          "audio_to_text": _rates(5 / 1500, 0.016, 0.033, 0.01)}
+
+
+def _metrics_04():
+    good = {"text_to_audio": _rates(0.2, 0.5, 0.6, 0.33), "audio_to_text": _rates(0.3, 0.6, 0.7,
+                                                                                   0.2)}
+    retrieval = {run: copy.deepcopy(good) for run in checks_04.RUNS}
+    figures = [{"name": f"text->audio R@10, {run}", "value": 60.0, "published": published,
+                "unit": "%"} for run, published in checks_04.PUBLISHED_R10.items()]
+    return {"retrieval": retrieval, "chance": copy.deepcopy(CHANCE), "figures": figures,
+            "zero_shot": {"dual encoder + prompts": 0.5, "random (expected)": 0.2}}
+
+
+def test_check_04_passes_good_metrics_and_fails_bad_ones():
+    checks_04.check(_metrics_04())
+    bad = _metrics_04()
+    bad["retrieval"]["augmentation on"]["text_to_audio"]["R@10"] = 0.05  # above chance, < 3x
+    with pytest.raises(AssertionError, match="less than 3.0x the random R@10"):
+        checks_04.check(bad)
+    bad = _metrics_04()
+    bad["zero_shot"]["dual encoder + prompts"] = 0.1
+    with pytest.raises(AssertionError, match="does not beat random"):
+        checks_04.check(bad)
+    bad = _metrics_04()
+    bad["figures"][0]["published"] = 38.0
+    with pytest.raises(AssertionError):
+        checks_04.check(bad)
+    small = _metrics_04()  # 15 test clips: chance R@10 = 67%, so the factor applies to R@1
+    small["chance"]["text_to_audio"] = _rates(1 / 15, 1 / 3, 2 / 3, 0.2)
+    for run in checks_04.RUNS:
+        small["retrieval"][run]["text_to_audio"] = _rates(0.15, 0.8, 0.9, 0.45)
+    with pytest.raises(AssertionError, match="R@1 0.150 is less than 3.0x"):
+        checks_04.check(small)
+
+
+def _metrics_05(smoke=False, r10=0.4):
+    runs = checks_05.RUNS
+    retrieval = {run: {"text_to_audio": _rates(0.1, 0.3, r10, 0.2),
+                       "audio_to_text": _rates(0.1, 0.3, 0.4, 0.2)} for run in runs}
+    params = dict(zip(runs, (850_000, 2_300_000, 850_000, 4_200_000, 720_000)))
+    cost = {run: {"trained_parameters": params[run], "seconds_per_epoch": 1.5, "epochs": 3,
+                  "best_epoch": 2, "seconds": 5.0} for run in runs}
+    rows = {runs[0]: "ResNet (Baseline)", runs[1]: "ResNet (Fine-Tuned)",
+            runs[4]: "PANN (Baseline)"}
+    figures = []
+    for run, row in rows.items():
+        for i, (metric, scale) in enumerate((("MRR", 1.0), ("mAP@10", 100.0), ("R@10", 100.0))):
+            figures.append({"name": f"text->audio {metric}, {run}",
+                            "value": scale * retrieval[run]["text_to_audio"][metric],
+                            "published": checks_05.TABLE5[row][i]})
+    return {"retrieval": retrieval, "cost": cost, "chance": copy.deepcopy(CHANCE),
+            "figures": figures, "settings": {"image_encoder": "efficientnet_lite0"},
+            "captions_embedded": {"originals": 900, "with_noise": 1100}, "smoke": smoke}
+
+
+def test_check_05_passes_good_metrics_and_fails_bad_ones():
+    checks_05.check(_metrics_05())
+    bad = _metrics_05(r10=0.08)  # above chance (0.033), below 3x
+    with pytest.raises(AssertionError, match="less than 3.0x the random R@10"):
+        checks_05.check(bad)
+    checks_05.check({**bad, "smoke": True})  # the quality claim is not asked of a smoke run
+    bad = _metrics_05(smoke=True)
+    bad["cost"]["random init, trained from scratch"]["trained_parameters"] = 1_000_000
+    with pytest.raises(AssertionError, match="from scratch expected"):
+        checks_05.check(bad)
+    bad = _metrics_05(smoke=True)
+    bad["captions_embedded"]["with_noise"] = 900
+    with pytest.raises(AssertionError, match="noise made no new caption"):
+        checks_05.check(bad)
+    bad = _metrics_05(smoke=True)
+    bad["retrieval"]["random init, projection only"]["audio_to_text"]["MRR"] = 1.5
+    with pytest.raises(AssertionError, match="not a rate"):
+        checks_05.check(bad)
+    bad = _metrics_05(smoke=True)
+    bad["figures"][0]["published"] = 0.0294  # ViT's row beside an EfficientNet run
+    with pytest.raises(AssertionError):
+        checks_05.check(bad)

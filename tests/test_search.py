@@ -1,0 +1,110 @@
+"""Exact batched top-k search against brute force; the FAISS back end; text queries."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from zskit.errors import ConfigError, DependencyError
+from zskit.search import AudioSearch, EmbeddingIndex, topk_cosine
+
+HAS_FAISS = importlib.util.find_spec("faiss") is not None
+
+
+def brute_force(queries: np.ndarray, items: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    x = items / np.linalg.norm(items, axis=1, keepdims=True)
+    sims = q.astype(np.float64) @ x.astype(np.float64).T
+    order = np.argsort(-sims, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(sims, order, axis=1), order
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(37, 16)).astype(np.float32), rng.normal(size=(503, 16)).astype(np.float32)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 1024])
+def test_topk_cosine_matches_brute_force(data, batch_size):
+    queries, items = data
+    scores, idx = topk_cosine(queries, items, k=7, batch_size=batch_size)
+    ref_scores, ref_idx = brute_force(queries, items, 7)
+    assert np.array_equal(idx.numpy(), ref_idx), "ranking differs from numpy's argsort"
+    assert np.allclose(scores.numpy(), ref_scores, atol=1e-5), "scores differ from brute force"
+
+
+def test_topk_cosine_scale_invariant_and_dot_product_option(data):
+    queries, items = data
+    _, idx = topk_cosine(queries, items * 7.0, k=5)
+    _, ref = brute_force(queries, items, 5)
+    assert np.array_equal(idx.numpy(), ref), "cosine ranking must ignore item norms"
+    scaled = items.copy()
+    scaled[3] *= 100.0
+    _, dot_idx = topk_cosine(queries, scaled, k=4, normalize=False)
+    dot_ref = np.argsort(-(queries.astype(np.float64) @ scaled.T), axis=1, kind="stable")[:, :4]
+    assert np.array_equal(dot_idx.numpy(), dot_ref), "normalize=False ranks by dot product"
+    assert not np.array_equal(dot_ref, brute_force(queries, scaled, 4)[1]), "test needs a difference"
+
+
+def test_topk_k_larger_than_collection_and_errors(data):
+    queries, items = data
+    scores, idx = topk_cosine(queries[:2], items[:4], k=10)
+    assert idx.shape == scores.shape == (2, 4), "k is capped at the collection size"
+    with pytest.raises(ConfigError, match="16-d but items 8-d"):
+        topk_cosine(queries, items[:, :8], k=3)
+    with pytest.raises(ConfigError, match="positive int"):
+        topk_cosine(queries, items, k=0)
+
+
+def test_index_returns_ids_and_frames(data):
+    queries, items = data
+    ids = [f"clip{i:03d}" for i in range(len(items))]
+    index = EmbeddingIndex(items, ids=ids, batch_size=8)
+    result = index.search(queries, k=3)
+    _, ref = brute_force(queries, items, 3)
+    assert np.array_equal(result.indices, ref)
+    assert result.ids[0, 0] == ids[ref[0, 0]], "ids follow the rows"
+    frame = result.frame(2)
+    assert list(frame.columns) == ["rank", "id", "score", "row"]
+    assert frame["rank"].tolist() == [1, 2, 3] and frame["score"].is_monotonic_decreasing
+    one = index.search(torch.as_tensor(queries[0]), k=2)
+    assert one.indices.shape == (1, 2), "a single (dim,) query works"
+    with pytest.raises(ConfigError, match="one id per row"):
+        EmbeddingIndex(items, ids=ids[:3])
+    with pytest.raises(ConfigError, match="unknown"):
+        EmbeddingIndex(items, backend="annoy")
+
+
+@pytest.mark.skipif(HAS_FAISS, reason="faiss is installed")
+def test_faiss_backend_missing_says_how_to_install(data):
+    with pytest.raises(DependencyError, match="pip install faiss-cpu"):
+        EmbeddingIndex(data[1], backend="faiss")
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss is not installed")
+def test_faiss_backend_matches_exact(data):
+    queries, items = data
+    exact = EmbeddingIndex(items).search(queries, k=5)
+    faiss_result = EmbeddingIndex(items, backend="faiss").search(queries, k=5)
+    assert np.array_equal(exact.indices, faiss_result.indices)
+    assert np.allclose(exact.scores, faiss_result.scores, atol=1e-5)
+
+
+def test_audio_search_with_text_queries():
+    vocab = {"dog": [1.0, 0.0, 0.0], "car": [0.0, 1.0, 0.0], "rain": [0.0, 0.0, 1.0]}
+
+    def encode(texts):
+        return torch.tensor([vocab[t.split()[-1]] for t in texts])
+
+    audio = torch.tensor([[0.1, 0.9, 0.0], [0.9, 0.1, 0.1], [0.0, 0.2, 1.0], [0.7, 0.0, 0.7]])
+    engine = AudioSearch(encode, EmbeddingIndex(audio, ids=["car1", "dog1", "rain1", "mix"]))
+    top = engine.search("a barking dog", k=2)
+    assert top["id"].tolist() == ["dog1", "mix"], top
+    several = engine.search(["heavy rain", "a fast car"], k=1)
+    assert [f["id"].iloc[0] for f in several] == ["rain1", "car1"]
+    with pytest.raises(ConfigError, match="non-empty string"):
+        engine.search("  ")

@@ -1,0 +1,201 @@
+"""Paper 5's pieces: cached spectrogram images, image augmentation, the image-input encoder,
+partial fine-tuning, the memoised text encoder, corpus subsets, clip-wise epochs, and the WordNet
+lexicon read from database files in WordNet's own format."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from zskit.encoders import create_audio_encoder
+from zskit.errors import ConfigError, DependencyError
+from zskit.models.dual_encoder import (
+    DualEncoder,
+    Precomputed,
+    RetrievalPairs,
+    count_parameters,
+    fit_dual_encoder,
+    paper5_config,
+)
+from zskit.models.transfer import (
+    ImageAugment,
+    ImageInputEncoder,
+    MemoEncode,
+    embed_images,
+    partial_finetune,
+    spectrogram_images,
+    subset_rows,
+)
+from zskit.text_augment import TextNoise, wordnet_dir, wordnet_lexicon
+
+
+@pytest.fixture(scope="module")
+def tiny_image():
+    return create_audio_encoder("efficientnet_lite0", tiny=True)
+
+
+@pytest.fixture
+def wav_files(tmp_path, tiny_image):
+    rng = np.random.default_rng(0)
+    paths = []
+    for i, seconds in enumerate((0.5, 1.0, 1.5)):
+        path = tmp_path / f"clip{i}.wav"
+        sf.write(path, rng.standard_normal(int(seconds * tiny_image.sample_rate)) * 0.1,
+                 tiny_image.sample_rate)
+        paths.append(path)
+    return paths
+
+
+def test_spectrogram_images_match_the_encoder_and_are_cached(tmp_path, tiny_image, wav_files):
+    images = spectrogram_images(tiny_image, wav_files, batch_size=2, cache_dir=tmp_path / "c",
+                                progress=False)
+    h, w = tiny_image.cfg.image_size
+    assert images.shape == (3, 1, h, w) and images.dtype == torch.float16
+    from zskit.audio.io import load_audio
+
+    wave = load_audio(wav_files[1], tiny_image.sample_rate)[None]
+    torch.testing.assert_close(images[1:2].float(), tiny_image.image(wave), atol=2e-2, rtol=1e-2)
+    (cached,) = (tmp_path / "c").glob("*.pt")
+    torch.save(torch.zeros_like(images), cached)  # a second call must read the file
+    again = spectrogram_images(tiny_image, wav_files, cache_dir=tmp_path / "c", progress=False)
+    assert again.abs().sum() == 0
+    with pytest.raises(ConfigError, match="not a spectrogram-image encoder"):
+        spectrogram_images(create_audio_encoder("yamnet", tiny=True), wav_files)
+
+
+def test_image_input_encoder_equals_the_encoder_on_waveforms(tiny_image, wav_files):
+    tiny_image.eval()
+    wave = torch.randn(2, tiny_image.sample_rate)
+    wrapped = ImageInputEncoder(tiny_image, ImageAugment()).eval()
+    expected = tiny_image(wave)
+    torch.testing.assert_close(wrapped(tiny_image.image(wave)), expected)
+    torch.testing.assert_close(embed_images(tiny_image, tiny_image.image(wave), batch_size=1),
+                               expected)
+    assert wrapped.embed_dim == tiny_image.embed_dim
+    with pytest.raises(ConfigError, match="spectrogram images"):
+        wrapped(wave)
+
+
+def test_image_augment_masks_and_stretches_only_in_training():
+    torch.manual_seed(0)
+    images = torch.randn(4, 1, 16, 40) + 5.0  # no zeros before masking
+    augment = ImageAugment(freq_mask=0.5, time_mask=0.5, stretch=(0.5, 0.5))
+    assert torch.equal(augment.eval()(images), images)
+    out = augment.train()(images)
+    assert out.shape == images.shape
+    # half-speed stretch: a 40-frame image becomes 20 frames, centred between zero columns
+    assert (out[..., :10] == 0).all() and (out[..., 30:] == 0).all()
+    identity = ImageAugment(freq_mask=0.0, time_mask=0.0, stretch=(1.0, 1.0)).train()
+    assert torch.equal(identity(images), images)
+    for bad in ({"freq_mask": 1.0}, {"stretch": (1.2, 1.0)}, {"stretch": (0.0, 1.0)}):
+        with pytest.raises(ConfigError):
+            ImageAugment(**bad)
+
+
+def test_partial_finetune_trains_last_blocks_and_keeps_classifier_frozen():
+    encoder = create_audio_encoder("efficientnet_lite0", tiny=True)
+    classifier = list(encoder.backbone._fc.parameters())
+    names = partial_finetune(encoder, 2)
+    assert names and all(n in dict(encoder.named_parameters()) for n in names)
+    assert not any(p.requires_grad for p in classifier)
+    assert not encoder.backbone._conv_stem.weight.requires_grad
+    wrapped = ImageInputEncoder(encoder).train()
+    frozen_bn = encoder.backbone._bn0
+    assert not frozen_bn.training, "a frozen batch norm must keep its running statistics"
+    images = torch.randn(3, 1, *encoder.cfg.image_size)
+    wrapped(images).sum().backward()
+    trainable = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
+    assert {n for n, _ in trainable} == set(names)
+    assert all(p.grad is not None for _, p in trainable)
+    assert encoder.backbone._conv_stem.weight.grad is None
+
+
+def test_memo_encode_calls_the_encoder_once_per_new_caption():
+    calls = []
+
+    def encode(texts):
+        calls.append(list(texts))
+        return torch.tensor([[float(len(t)), 1.0] for t in texts])
+
+    memo = MemoEncode(encode, batch_size=2)
+    out = memo(["a", "bb", "a", "ccc"])
+    assert out.tolist() == [[1, 1], [2, 1], [1, 1], [3, 1]]
+    assert memo.misses == 3 and calls == [["a", "bb"], ["ccc"]] and memo.seconds > 0
+    memo(["bb", "dddd"])
+    assert memo.misses == 4 and calls[-1] == ["dddd"]
+    with pytest.raises(ConfigError):
+        memo([])
+
+
+def test_subset_rows_keeps_split_proportions():
+    splits = ["train"] * 70 + ["validation"] * 15 + ["test"] * 15
+    rows = subset_rows(splits, 40, seed=1)
+    assert {k: len(v) for k, v in rows.items()} == {"train": 28, "validation": 6, "test": 6}
+    for name, r in rows.items():
+        assert all(splits[i] == name for i in r) and list(r) == sorted(set(r))
+    assert {k: len(v) for k, v in subset_rows(splits, None).items()} == {
+        "train": 70, "validation": 15, "test": 15}
+    with pytest.raises(ConfigError, match="too small"):
+        subset_rows(splits, 5)
+
+
+def test_items_per_epoch_and_image_training_run_through_fit(tiny_image):
+    torch.manual_seed(0)
+    encoder = create_audio_encoder("efficientnet_lite0", tiny=True)
+    images = torch.randn(6, 1, *encoder.cfg.image_size).half()
+    captions = [[f"clip {i} a", f"clip {i} b"] for i in range(6)]
+    memo = MemoEncode(lambda ts: torch.randn(len(ts), 8))
+    pairs = RetrievalPairs(images, captions, text_noise=TextNoise(0.5))
+    assert len(list(pairs.loader(2, items_per_epoch=5))) == 3
+    with pytest.raises(ConfigError, match="items_per_epoch"):
+        pairs.loader(2, items_per_epoch=13)
+    model = DualEncoder(ImageInputEncoder(encoder, ImageAugment()), Precomputed(8, encode=memo),
+                        dim=4)
+    before = {n: p.detach().clone() for n, p in encoder.named_parameters() if p.requires_grad}
+    config = paper5_config(max_epochs=2, batch_size=3, progress=False, device="cpu")  # 1 step
+    result = fit_dual_encoder(model, pairs, RetrievalPairs(images, captions), config,
+                              items_per_epoch=3)
+    assert len(result.history) == 2 and result.history["val_loss"].notna().all()
+    assert count_parameters(model) > count_parameters(model.audio_projection)
+    changed = [n for n, p in encoder.named_parameters() if n in before
+               and not torch.equal(p, before[n])]
+    assert changed, "training from scratch must move the encoder's weights"
+
+
+def _write_wordnet(root):
+    """Two noun synsets in WordNet's file format: byte offsets, hex word counts, pointers."""
+    header = "  1 This software and database is being provided to you, the LICENSEE\n"
+
+    def line(offset, word, other, pointers):
+        return f"{offset:08d} 06 n 02 {word} 0 {other} 0 {pointers} | a gloss\n"
+
+    def hypernym(offset):
+        return f"001 @ {offset:08d} n 0000"
+
+    violin = len(header)
+    parent = violin + len(line(0, "violin", "fiddle", hypernym(0)))
+    (root / "data.noun").write_text(
+        header + line(violin, "violin", "fiddle", hypernym(parent))
+        + line(parent, "bowed_stringed_instrument", "string", "000"))
+    (root / "index.noun").write_text(
+        f"{header}in n 1 0 1 0 {violin:08d}\nviolin n 1 1 @ 1 3 {violin:08d}\n")
+    for pos in ("verb", "adj", "adv"):
+        (root / f"data.{pos}").write_text(header)
+        (root / f"index.{pos}").write_text(header)
+
+
+def test_wordnet_lexicon_reads_database_files(tmp_path, monkeypatch):
+    _write_wordnet(tmp_path)
+    lexicon = wordnet_lexicon(["Violin", "in", "cello"], root=tmp_path)
+    assert lexicon.synonyms == {"violin": ("fiddle",)}
+    assert lexicon.hypernyms == {"violin": ("bowed stringed instrument",)}
+    noise = TextNoise(p=1.0, kinds=("hypernym",), lexicon=lexicon)
+    assert noise(["A violin plays."], np.random.default_rng(0)) == [
+        "A bowed stringed instrument plays."]
+    monkeypatch.setenv("ZSKIT_WORDNET", str(tmp_path))
+    assert wordnet_dir() == tmp_path
+    monkeypatch.setenv("ZSKIT_WORDNET", str(tmp_path / "missing"))
+    with pytest.raises(DependencyError, match="apt-get install wordnet-base"):
+        wordnet_lexicon(["violin"])

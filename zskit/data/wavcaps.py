@@ -1,0 +1,138 @@
+"""WavCaps (Mei et al., 2023): ~400k clips with ChatGPT-written captions, for pre-training.
+
+The JSON metadata comes from the Hugging Face data set ``cvssp/WavCaps`` (pinned to one revision;
+no checksums are published, so the files are not verified); the audio (about 800 GB of FLAC in
+split zip archives) is left to you: put it in a folder and point :func:`prepare_wavcaps` at it.
+
+Each JSON file is ``{"num_captions_per_audio": 1, "data": [{"id", "caption", "duration", ...}]}``
+for one source: AudioSet_SL (``as_final.json``, ids ``Y<youtube>_<start>.wav``),
+BBC_Sound_Effects, FreeSound and SoundBible (ids without extension). Audio files are matched by
+stem (``<id without .wav>`` in any audio format), preferring ``<audio_dir>/<source>/``. All clips
+go to the ``train`` split (paper 4 pre-trains on WavCaps); ``exclude`` drops ids that overlap an
+evaluation set (e.g. Clotho's evaluation clips among the FreeSound ones).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from zskit.data.clotho import _check_policy, _drop_or_raise, index_audio_files, write_caption_corpus
+from zskit.data.download import RemoteFile, download
+from zskit.errors import ConfigError, DataError
+from zskit.paths import data_root
+
+__all__ = ["WAVCAPS_FILES", "WAVCAPS_REVISION", "WAVCAPS_SOURCES", "download_wavcaps",
+           "prepare_wavcaps", "read_wavcaps_json"]
+
+log = logging.getLogger(__name__)
+
+#: The revision of huggingface.co/datasets/cvssp/WavCaps whose JSON files are used.
+WAVCAPS_REVISION = "85a0c21e26fa7696a5a74ce54fada99a9b43c6de"
+_HF = f"https://huggingface.co/datasets/cvssp/WavCaps/resolve/{WAVCAPS_REVISION}/json_files/"
+_LICENCE = ("WavCaps: academic use only (see the data set card); audio under each source's "
+            "licence (FreeSound, BBC Sound Effects RemArc, SoundBible, AudioSet)")
+#: source -> JSON file name (inside ``json_files/<source>/``).
+WAVCAPS_SOURCES = {"AudioSet_SL": "as_final.json", "BBC_Sound_Effects": "bbc_final.json",
+                   "FreeSound": "fsd_final.json", "SoundBible": "sb_final.json"}
+WAVCAPS_FILES: dict[str, RemoteFile] = {
+    source: RemoteFile(f"{_HF}{source}/{name}", licence=_LICENCE)  # no published checksum
+    for source, name in WAVCAPS_SOURCES.items()
+}
+
+
+def _check_sources(sources: Iterable[str]) -> list[str]:
+    sources = list(sources)
+    bad = [s for s in sources if s not in WAVCAPS_SOURCES]
+    if bad or not sources:
+        raise ConfigError(f"WavCaps sources {bad or sources} unknown; choose from "
+                          f"{list(WAVCAPS_SOURCES)}.")
+    return sources
+
+
+def download_wavcaps(target_dir: str | os.PathLike | None = None,
+                     sources: Iterable[str] = tuple(WAVCAPS_SOURCES), *,
+                     progress: bool = True) -> Path:
+    """Download the JSON metadata into ``target_dir/json_files/<source>/`` (default
+    ``data_root()/wavcaps``). The audio is not fetched: see the module docstring."""
+    root = Path(target_dir) if target_dir is not None else data_root() / "wavcaps"
+    for source in _check_sources(sources):
+        download(WAVCAPS_FILES[source], root / "json_files" / source, progress=progress)
+    return root
+
+
+def read_wavcaps_json(path: str | os.PathLike) -> list[dict]:
+    """The ``data`` list of one WavCaps JSON file, each entry with ``id`` and ``caption``."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; run download_wavcaps() or copy the WavCaps "
+                        "json_files there.") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON ({err}); download it again.") from None
+    entries = data.get("data") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or any("id" not in e or "caption" not in e for e in entries):
+        raise DataError(f"{path} is not a WavCaps metadata file: expected "
+                        '{"data": [{"id": ..., "caption": ...}, ...]}.')
+    return entries
+
+
+def _stem(entry_id: str) -> str:
+    return entry_id[:-4] if entry_id.lower().endswith(".wav") else entry_id
+
+
+def prepare_wavcaps(json_dir: str | os.PathLike | None, audio_dir: str | os.PathLike, *,
+                    out_dir: str | os.PathLike | None = None,
+                    sources: Iterable[str] = tuple(WAVCAPS_SOURCES),
+                    exclude: Iterable[str] = (), missing: str = "drop") -> Path:
+    """A zskit corpus folder from WavCaps JSON files and your audio folder; returns it.
+
+    ``json_dir`` holds ``json_files/<source>/<name>.json`` or the JSON files directly (default
+    ``data_root()/wavcaps``). ``exclude``: ids (with or without ``.wav``) to leave out.
+    ``missing``: "drop" (default) or "raise" for clips without an audio file.
+    """
+    _check_policy(missing)
+    root = Path(json_dir) if json_dir is not None else data_root() / "wavcaps"
+    audio_root = Path(audio_dir)
+    index = index_audio_files(audio_root)
+    skip = {_stem(x) for x in exclude}
+    rows, absent, total, excluded = [], [], 0, 0
+    for source in _check_sources(sources):
+        name = WAVCAPS_SOURCES[source]
+        path = next((p for p in (root / "json_files" / source / name, root / source / name,
+                                 root / name) if p.is_file()), root / "json_files" / source / name)
+        per_source = index_audio_files(audio_root / source) if (audio_root / source).is_dir() \
+            else {}
+        for entry in read_wavcaps_json(path):
+            stem = _stem(str(entry["id"]))
+            if stem in skip:
+                excluded += 1
+                continue
+            total += 1
+            audio = per_source.get(stem) or index.get(stem)
+            if audio is None:
+                absent.append(f"{source}/{stem}")
+                continue
+            caption = str(entry["caption"]).strip()
+            if not caption:
+                continue
+            tags = entry.get("tags") or []
+            rows.append({
+                "clip_id": f"{source}/{stem}",
+                "path": audio,
+                "split": "train",
+                "captions": [caption],
+                "keywords": [str(t).strip() for t in tags if str(t).strip()],
+                "source": source,
+                "duration": float(entry.get("duration") or 0.0),
+            })
+    _drop_or_raise(absent, total, "WavCaps clips", missing,
+                   f"check the audio folder {audio_root}")
+    info = {"name": "WavCaps", "source": f"huggingface.co/datasets/cvssp/WavCaps@{WAVCAPS_REVISION}",
+            "licence": _LICENCE, "sources": list(sources), "excluded": excluded,
+            "clips_without_audio": len(absent)}
+    return write_caption_corpus(rows, out_dir if out_dir is not None else root, info)

@@ -1,0 +1,265 @@
+"""Transfer learning for retrieval from spectrogram images (paper 5), sized for a CPU.
+
+Paper 5 trains a CLIP-style dual encoder whose audio side is an ImageNet model (ResNet-50, ViT-B/16)
+or an AudioSet one (PANN CNN14) on linear spectrograms of clips centred in 40 s of silence, the
+spectrogram stacked on the three input channels (all done by the image encoders of
+:mod:`zskit.encoders.audio.image_backbones`). It compares training only the projections with also
+training the last two blocks, and augments spectrograms with SpecAugment masking and time
+stretching. What this module adds for that comparison:
+
+- :func:`spectrogram_images`: each clip's normalised spectrogram image, computed once and kept
+  on disk (the short-time Fourier transform of 40 s at 32 kHz is a large share of the cost on a
+  CPU, and every run of a comparison needs the same images);
+- :class:`ImageAugment`: paper 5's spectrogram augmentation (frequency and time masks, time
+  stretch), active in training mode only;
+- :class:`ImageInputEncoder`: an image encoder that takes those cached images instead of
+  waveforms, with the augmentation in front, for :class:`~zskit.models.dual_encoder.DualEncoder`;
+- :func:`embed_images`: the clip embeddings of a frozen image encoder from the cached images;
+- :func:`partial_finetune`: freeze all but the last ``k`` blocks (paper 5: two), keeping frozen
+  what feeds only the ImageNet classifier;
+- :class:`MemoEncode`: a frozen text encoder's ``encode`` that remembers every caption it has
+  embedded, so paper 5's on-the-fly text noise (20% of a batch) costs one encoder call per new
+  caption, not one per caption per epoch;
+- :func:`subset_rows`: a fixed-size subset of a corpus, kept in proportion per split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from zskit.audio.augment import SpecAugment
+from zskit.audio.io import load_audio
+from zskit.audio.segments import pad_batch
+from zskit.cache import files_digest
+from zskit.errors import ConfigError, DataError
+from zskit.models.dual_encoder import unfreeze_last_blocks
+from zskit.paths import data_root
+
+__all__ = [
+    "ImageAugment",
+    "ImageInputEncoder",
+    "MemoEncode",
+    "embed_images",
+    "partial_finetune",
+    "spectrogram_images",
+    "subset_rows",
+]
+
+
+def _image_encoder(encoder: Any) -> Any:
+    if not (hasattr(encoder, "image") and hasattr(encoder, "forward_image")):
+        raise ConfigError(f"{type(encoder).__name__} is not a spectrogram-image encoder; use "
+                          "create_audio_encoder('efficientnet_lite0' | 'resnet50' | 'vit_b16').")
+    return encoder
+
+
+@torch.no_grad()
+def spectrogram_images(encoder: nn.Module, paths: Sequence[str | os.PathLike], *,
+                       batch_size: int = 8, cache_dir: str | os.PathLike | None = None,
+                       progress: bool = True) -> torch.Tensor:
+    """The images ``(N, 1, H, W)`` (float16) that ``encoder`` makes of the audio files ``paths``.
+
+    Stored in ``cache_dir`` (default ``data_root()/cache/images``) under a key made of the
+    encoder's config (front end, padding, image size) and the files' paths, sizes and modification
+    times; a later call with the same key loads them instead.
+    """
+    encoder = _image_encoder(encoder)
+    files = [Path(p).resolve() for p in paths]
+    if not files:
+        raise DataError("no audio files given; pass at least one path.")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be >= 1.")
+    key = hashlib.blake2b(f"{encoder.cfg!r}\0{files_digest(files)}".encode(),
+                          digest_size=12).hexdigest()
+    path = Path(cache_dir or data_root() / "cache" / "images") / f"{key}.pt"
+    if path.is_file():
+        return torch.load(path, weights_only=True)
+    rate = int(encoder.sample_rate)
+    parts = []
+    for start in tqdm(range(0, len(files), batch_size), desc="spectrogram images",
+                      disable=not progress):
+        waves, mask = pad_batch([load_audio(f, rate) for f in files[start:start + batch_size]])
+        parts.append(encoder.image(waves, mask.sum(1)).half())
+    images = torch.cat(parts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(images, tmp)
+    os.replace(tmp, path)
+    return images
+
+
+class ImageAugment(nn.Module):
+    """Paper 5's spectrogram augmentation on images ``(B, 1, H, W)``, in training mode only.
+
+    A random time stretch (each image resampled along time by a factor drawn uniformly from
+    ``stretch``, then centre-cropped or zero-padded back to ``W``: faster audio is narrower), then
+    SpecAugment's frequency and time masks (widths up to ``freq_mask`` and ``time_mask`` as
+    fractions of ``H`` and ``W``). Masks fill with 0, the mean of a standardised image.
+    """
+
+    def __init__(self, freq_mask: float = 0.15, time_mask: float = 0.15,
+                 stretch: tuple[float, float] = (0.8, 1.25)) -> None:
+        super().__init__()
+        for name, value in (("freq_mask", freq_mask), ("time_mask", time_mask)):
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"{name}={value} must lie in [0, 1) (a fraction of the image).")
+        low, high = stretch
+        if not 0.0 < low <= high:
+            raise ConfigError(f"stretch={stretch} must be (low, high) with 0 < low <= high; "
+                              "(1, 1) turns it off.")
+        self.freq_mask, self.time_mask, self.stretch = freq_mask, time_mask, (low, high)
+
+    def _stretch(self, images: torch.Tensor) -> torch.Tensor:
+        low, high = self.stretch
+        if low == high == 1.0:
+            return images
+        width = images.shape[-1]
+        out = []
+        for image, rate in zip(images, torch.empty(len(images)).uniform_(low, high).tolist()):
+            new = max(1, round(width * rate))
+            x = F.interpolate(image[None], size=(image.shape[-2], new), mode="bilinear",
+                              align_corners=False)[0]
+            left = (new - width) // 2 if new >= width else -((width - new) // 2)
+            out.append(x[..., left:left + width] if new >= width else
+                       F.pad(x, (-left, width - new + left)))
+        return torch.stack(out)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if not self.training:
+            return images
+        x = self._stretch(images)
+        masks = SpecAugment(freq_mask_param=int(self.freq_mask * x.shape[-2]),
+                            time_mask_param=int(self.time_mask * x.shape[-1]))
+        return masks(x)
+
+
+class ImageInputEncoder(nn.Module):
+    """A spectrogram-image encoder fed with cached images ``(B, 1, H, W)`` instead of waveforms.
+
+    ``forward(images, lengths=None)`` returns clip embeddings ``(B, embed_dim)``; ``augment``
+    (e.g. :class:`ImageAugment`) runs first, in training mode. The wrapped ``encoder`` is
+    ``self.encoder`` (freeze or unfreeze its blocks there). In training mode, batch norms whose
+    parameters are frozen stay in eval mode: frozen layers keep their pretrained statistics.
+    """
+
+    def __init__(self, encoder: nn.Module, augment: nn.Module | None = None) -> None:
+        super().__init__()
+        self.encoder = _image_encoder(encoder)
+        self.augment = augment if augment is not None else nn.Identity()
+
+    @property
+    def embed_dim(self) -> int:
+        """The wrapped encoder's embedding size."""
+        return int(self.encoder.embed_dim)
+
+    @property
+    def sample_rate(self) -> int:
+        """The wrapped encoder's sample rate (of the audio the images were made from)."""
+        return int(self.encoder.sample_rate)
+
+    def train(self, mode: bool = True) -> ImageInputEncoder:
+        """Set training mode; batch norms with frozen parameters stay in eval mode."""
+        super().train(mode)
+        for m in self.encoder.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
+                    p.requires_grad for p in m.parameters()):
+                m.eval()
+        return self
+
+    def forward(self, images: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != 1:
+            raise ConfigError(f"expected spectrogram images (B, 1, H, W), got "
+                              f"{tuple(images.shape)}; make them with spectrogram_images().")
+        weight = next(self.encoder.parameters())
+        return self.encoder.forward_image(self.augment(images.to(weight.dtype))).embedding
+
+
+@torch.no_grad()
+def embed_images(encoder: nn.Module, images: torch.Tensor, batch_size: int = 32,
+                 progress: bool = False) -> torch.Tensor:
+    """Clip embeddings ``(N, embed_dim)`` of a frozen image encoder on cached images, eval mode."""
+    encoder = _image_encoder(encoder)
+    was_training = encoder.training
+    encoder.eval()
+    try:
+        out = [encoder.forward_image(images[a:a + batch_size].float()).embedding
+               for a in tqdm(range(0, len(images), batch_size), desc="image embeddings",
+                             disable=not progress)]
+    finally:
+        encoder.train(was_training)
+    return torch.cat(out).float()
+
+
+def partial_finetune(encoder: nn.Module, k: int) -> list[str]:
+    """Freeze ``encoder`` except its last ``k`` blocks and what follows them (paper 5: k = 2).
+
+    Call it on an encoder as created: parameters it froze itself (those that feed only the ImageNet
+    classifier's logits, which get no gradient from the embedding) stay frozen. Returns the
+    trainable names."""
+    fixed = [p for p in encoder.parameters() if not p.requires_grad]
+    names = unfreeze_last_blocks(encoder, k)
+    fixed_ids = {id(p) for p in fixed}
+    for p in fixed:
+        p.requires_grad_(False)
+    return [n for n, p in encoder.named_parameters() if id(p) not in fixed_ids and n in names]
+
+
+class MemoEncode:
+    """A frozen text encoder's ``encode`` that remembers each caption's embedding.
+
+    ``MemoEncode(text.encode)(captions)`` returns ``(len(captions), D)`` float32 on the CPU,
+    computing only the captions it has not seen (``misses`` counts them, ``seconds`` adds up the
+    time spent in the encoder). With paper 5's text noise most captions of a batch are unchanged,
+    so after the first epoch few calls reach the encoder.
+    """
+
+    def __init__(self, encode: Callable[[list[str]], Any], batch_size: int = 256) -> None:
+        self.encode, self.batch_size = encode, batch_size
+        self.memory: dict[str, torch.Tensor] = {}
+        self.misses = 0
+        self.seconds = 0.0
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        texts = list(texts)
+        new = list(dict.fromkeys(t for t in texts if t not in self.memory))
+        for a in range(0, len(new), self.batch_size):
+            chunk = new[a:a + self.batch_size]
+            start = time.perf_counter()
+            emb = torch.as_tensor(self.encode(chunk)).float().cpu()
+            self.seconds += time.perf_counter() - start
+            self.memory.update(zip(chunk, emb))
+            self.misses += len(chunk)
+        if not texts:
+            raise ConfigError("no texts to encode; pass at least one caption.")
+        return torch.stack([self.memory[t] for t in texts])
+
+
+def subset_rows(splits: Sequence[str], n_clips: int | None, seed: int = 0
+                ) -> dict[str, np.ndarray]:
+    """Row indices per split of a subset of about ``n_clips`` clips (None: all), drawn at random
+    within each split in proportion to its size (at least 2 per split), sorted."""
+    labels = np.asarray(splits)
+    names = list(dict.fromkeys(labels.tolist()))
+    if n_clips is not None and n_clips < 2 * len(names):
+        raise ConfigError(f"n_clips={n_clips} is too small for {len(names)} splits; use at "
+                          f"least {2 * len(names)} or None for every clip.")
+    rng = np.random.default_rng(seed)
+    out = {}
+    for name in names:
+        rows = np.flatnonzero(labels == name)
+        if n_clips is not None:
+            take = max(2, round(n_clips * len(rows) / len(labels)))
+            rows = np.sort(rng.choice(rows, size=min(take, len(rows)), replace=False))
+        out[name] = rows
+    return out

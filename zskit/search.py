@@ -1,0 +1,180 @@
+"""Nearest-neighbour search over normalised embeddings: text -> audio retrieval at any scale.
+
+>>> index = EmbeddingIndex(audio_embeddings, ids=clip_ids)        # exact, batched, torch
+>>> hits = index.search(query_embeddings, k=10)                    # SearchResult
+>>> engine = AudioSearch(model.encode_text, index)                 # queries as text
+>>> engine.search("a dog barks while a car passes", k=5)           # DataFrame: rank, id, score
+
+Scores are cosine similarities (rows are L2-normalised). The exact back end computes the
+similarity matrix one block of queries at a time and keeps the top k (``torch.topk``), so memory
+stays at ``batch_size x n_items``. ``backend="faiss"`` uses FAISS's exact inner-product index
+(``IndexFlatIP``, the same results, faster on very large collections) or any index built by
+``faiss.index_factory`` when ``faiss_factory`` is given (approximate, e.g. ``"IVF1024,Flat"``);
+FAISS is optional (``pip install faiss-cpu``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+
+from zskit.errors import ConfigError, missing_dependency
+
+__all__ = ["BACKENDS", "AudioSearch", "EmbeddingIndex", "SearchResult", "topk_cosine"]
+
+BACKENDS = ("exact", "faiss")
+
+
+def _as_matrix(name: str, x: Any) -> torch.Tensor:
+    t = x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    if t.ndim == 1:
+        t = t.unsqueeze(0)
+    if t.ndim != 2 or t.shape[1] == 0:
+        raise ConfigError(f"{name} must be a (n, dim) matrix of embeddings, got shape "
+                          f"{tuple(t.shape)}.")
+    return t.float().cpu()
+
+
+def _check_k(k: int, n_items: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ConfigError(f"k={k!r} must be a positive int (how many results per query).")
+    return min(int(k), n_items)
+
+
+def topk_cosine(queries: Any, items: Any, k: int, batch_size: int = 1024,
+                normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact top ``k`` items per query by cosine similarity: ``(scores, indices)``, each ``(Q, k)``.
+
+    Rows are L2-normalised first (``normalize=False`` ranks by plain dot product). Queries are
+    processed ``batch_size`` at a time; results are sorted best first.
+    """
+    q, x = _as_matrix("queries", queries), _as_matrix("items", items)
+    if q.shape[1] != x.shape[1]:
+        raise ConfigError(f"queries are {q.shape[1]}-d but items {x.shape[1]}-d; embed both "
+                          "into the same space (the dual encoder's encode_text / encode_audio).")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be >= 1.")
+    k = _check_k(k, len(x))
+    if normalize:
+        q, x = F.normalize(q, dim=1), F.normalize(x, dim=1)
+    scores, indices = [], []
+    for start in range(0, len(q), batch_size):
+        s, i = torch.topk(q[start:start + batch_size] @ x.T, k, dim=1)
+        scores.append(s)
+        indices.append(i)
+    if not scores:
+        return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
+    return torch.cat(scores), torch.cat(indices)
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Top-k results of a batch of queries, best first."""
+
+    scores: np.ndarray  # (n_queries, k) cosine similarities
+    indices: np.ndarray  # (n_queries, k) rows of the collection
+    ids: np.ndarray  # (n_queries, k) ids of those rows
+
+    def frame(self, query: int = 0) -> pd.DataFrame:
+        """One query's results as a table: rank, id, score, row."""
+        return pd.DataFrame({
+            "rank": np.arange(1, self.indices.shape[1] + 1),
+            "id": self.ids[query],
+            "score": self.scores[query],
+            "row": self.indices[query],
+        })
+
+
+class EmbeddingIndex:
+    """A collection of embeddings (e.g. audio clips) to search by cosine similarity.
+
+    ``ids`` name the rows (default 0..n-1). ``backend``: ``"exact"`` (torch, batched) or
+    ``"faiss"`` (optional package; exact ``IndexFlatIP`` unless ``faiss_factory`` names another
+    index, which is then trained on the collection).
+    """
+
+    def __init__(self, embeddings: Any, ids: Sequence[Any] | None = None, *,
+                 backend: str = "exact", batch_size: int = 1024,
+                 faiss_factory: str | None = None) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"backend={backend!r} is unknown; choose one of {BACKENDS}.")
+        if faiss_factory is not None and backend != "faiss":
+            raise ConfigError("faiss_factory needs backend='faiss'.")
+        x = F.normalize(_as_matrix("embeddings", embeddings), dim=1)
+        if len(x) == 0:
+            raise ConfigError("the collection is empty; pass at least one embedding.")
+        self.embeddings = x
+        self.ids = np.arange(len(x)) if ids is None else np.asarray(list(ids), dtype=object)
+        if len(self.ids) != len(x):
+            raise ConfigError(f"{len(self.ids)} ids for {len(x)} embeddings; pass one id per row.")
+        self.backend, self.batch_size = backend, batch_size
+        self._faiss = self._build_faiss(faiss_factory) if backend == "faiss" else None
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    @property
+    def dim(self) -> int:
+        """Embedding size."""
+        return int(self.embeddings.shape[1])
+
+    def _build_faiss(self, factory: str | None) -> Any:
+        try:
+            import faiss
+        except ImportError as err:
+            raise missing_dependency("faiss-cpu", "the FAISS search back end",
+                                     'pip install faiss-cpu (or use backend="exact")') from err
+        data = np.ascontiguousarray(self.embeddings.numpy(), dtype=np.float32)
+        if factory is None:
+            index = faiss.IndexFlatIP(self.dim)
+        else:
+            index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
+            if not index.is_trained:
+                index.train(data)
+        index.add(data)
+        return index
+
+    def search(self, queries: Any, k: int = 10) -> SearchResult:
+        """The ``k`` most similar rows for each query embedding (``(dim,)`` or ``(Q, dim)``)."""
+        q = F.normalize(_as_matrix("queries", queries), dim=1)
+        if q.shape[1] != self.dim:
+            raise ConfigError(f"queries are {q.shape[1]}-d but the collection is {self.dim}-d; "
+                              "embed them with the same model.")
+        k = _check_k(k, len(self))
+        if self._faiss is None:
+            scores, indices = topk_cosine(q, self.embeddings, k, self.batch_size, normalize=False)
+            scores, indices = scores.numpy(), indices.numpy()
+        else:
+            scores, indices = self._faiss.search(np.ascontiguousarray(q.numpy()), k)
+        return SearchResult(scores=scores, indices=indices, ids=self.ids[indices])
+
+
+class AudioSearch:
+    """Text queries against an embedded audio collection: ``search(query_text, k)``.
+
+    ``encode_text(texts) -> (n, dim)`` embeds queries into the collection's space (e.g. a
+    :class:`~zskit.models.dual_encoder.DualEncoder`'s ``encode_text``); ``index`` holds the audio
+    embeddings and clip ids.
+    """
+
+    def __init__(self, encode_text: Callable[[list[str]], Any], index: EmbeddingIndex) -> None:
+        self.encode_text, self.index = encode_text, index
+
+    @torch.no_grad()
+    def search(self, query_text: str | Sequence[str], k: int = 10
+               ) -> pd.DataFrame | list[pd.DataFrame]:
+        """The ``k`` best clips (rank, id, score, row) for one query, or a list for several."""
+        single = isinstance(query_text, str)
+        texts = [query_text] if single else list(query_text)
+        if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise ConfigError(f"query_text {query_text!r} must be a non-empty string or a list "
+                              "of them.")
+        result = self.index.search(self.encode_text(texts), k)
+        frames = [result.frame(i) for i in range(len(texts))]
+        return frames[0] if single else frames
