@@ -87,6 +87,31 @@ def test_patch_counts_of_the_overlap_ablation(stride, expected):
     assert cfg.num_patches == expected, f"overlap {16 - stride}: {cfg.num_patches} != {expected}"
 
 
+@pytest.mark.parametrize("shape,expected", [((128, 2), 512), ((16, 16), 512), ((32, 32), 128)])
+def test_patch_counts_of_the_shape_ablation(shape, expected):
+    """Paper 2, Table 6: patches of equal area without overlap (strides = patch sides)."""
+    cfg = ASTEncoderConfig(patch_size=shape[0] if shape[0] == shape[1] else 16,
+                           patch_shape=None if shape[0] == shape[1] else shape,
+                           frequency_stride=shape[0], time_stride=shape[1])
+    assert cfg.num_patches == expected, f"{shape}: {cfg.num_patches} != {expected}"
+
+
+def test_rectangular_patches_run_in_temporal_order():
+    cfg = ASTEncoderConfig.tiny(patch_shape=(32, 2), frequency_stride=32, time_stride=2)
+    model = ASTEncoder(cfg).eval()
+    kernel = model.audio_spectrogram_transformer.embeddings.patch_embeddings.projection.weight
+    assert tuple(kernel.shape[2:]) == (32, 2) and cfg.grid == (1, 64), f"{kernel.shape} {cfg.grid}"
+    fbank = torch.randn(1, 128, 32)
+    changed = fbank.clone()
+    changed[:, 126:] += 1.0  # the last two frames: only the last patch sees them
+    with torch.no_grad():
+        emb = model.audio_spectrogram_transformer.embeddings.patch_embeddings
+        diff = (emb(changed) - emb(fbank)).abs().sum(-1)[0]
+    assert diff.nonzero().flatten().tolist() == [63], f"patches touched: {diff.nonzero()}"
+    with pytest.raises(ConfigError, match="patch_shape"):
+        ASTEncoderConfig.tiny(patch_shape=(32, 0))
+
+
 @pytest.mark.parametrize("frames", [128, 512, 998, 1000, 1016, 1024])
 def test_patch_count_matches_astmodel_and_the_paper(frames):
     from transformers import ASTConfig, ASTModel

@@ -1,4 +1,4 @@
-"""SpecAugment mask bounds and mode handling; mixup's convex combinations."""
+"""SpecAugment mask bounds and mode handling; mixup's convex combinations; shifts and gain."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import scipy.stats
 import torch
 
 from zskit.audio import SpecAugment, mixup
+from zskit.audio.augment import RandomGain, RandomShift, mix, mixup_pairs, shift
 from zskit.errors import ConfigError
 
 
@@ -144,3 +145,54 @@ def test_mixup_argument_errors():
     # integer inputs would be mixed with an integer lambda (0): silently x[perm], not a mixture
     with pytest.raises(ConfigError, match=r"float inputs, got torch\.int16"):
         mixup(torch.ones(4, 2, dtype=torch.int16), torch.zeros(4, 3), alpha=0.5)
+
+
+# --------------------------------------------------------------------------- shifts, gain, pairs
+
+
+def test_shift_rolls_or_fills_per_example():
+    x = torch.arange(10.0).repeat(3, 1)  # (3, 10)
+    rolled = shift(x, torch.tensor([0, 2, -3]), dim=-1)
+    assert torch.equal(rolled[0], x[0]), "shift 0 is identity"
+    assert torch.equal(rolled[1], torch.roll(x[1], 2)) and torch.equal(rolled[2], torch.roll(x[2], -3))
+    filled = shift(x, torch.tensor([0, 2, -3]), dim=-1, roll=False, fill=-1.0)
+    assert filled[1].tolist() == [-1, -1, 0, 1, 2, 3, 4, 5, 6, 7], filled[1]
+    assert filled[2].tolist() == [3, 4, 5, 6, 7, 8, 9, -1, -1, -1], filled[2]
+    spec = torch.arange(12.0).view(1, 4, 3)  # (B, F, T): shift along frequency
+    up = shift(spec, torch.tensor([1]), dim=1, roll=False)
+    assert torch.equal(up[0, 1:], spec[0, :3]) and torch.equal(up[0, 0], torch.zeros(3))
+    with pytest.raises(ConfigError, match="batch axis"):
+        shift(x, torch.tensor([1, 1, 1]), dim=0)
+
+
+def test_random_shift_and_gain_only_in_training():
+    x = torch.randn(64, 100)
+    for module in (RandomShift(5), RandomGain(6.0)):
+        assert module.eval()(x) is x, f"{module} must be the identity in eval mode"
+        out = module.train()(x, generator=torch.Generator().manual_seed(0))
+        assert out.shape == x.shape and not torch.equal(out, x), f"{module} did nothing"
+    shifted = RandomShift(5).train()(x, generator=torch.Generator().manual_seed(1))
+    moves = [next(k for k in range(-5, 6) if torch.equal(torch.roll(x[i], k), shifted[i]))
+             for i in range(64)]
+    assert min(moves) >= -5 and max(moves) <= 5 and len(set(moves)) > 5, f"shifts {moves}"
+    ratio = RandomGain(6.0).train()(x, generator=torch.Generator().manual_seed(2)) / x
+    db = 20 * torch.log10(ratio[:, 0])
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-5), "one gain per example"
+    assert db.abs().max() <= 6.0 + 1e-4 and db.std() > 1.0, f"gains (dB) {db}"
+    logspec = torch.zeros(4, 8, 5)
+    added = RandomGain(10.0, log_domain=True, log_per_db=0.5).train()(logspec)
+    assert added.abs().max() <= 5.0 and torch.equal(added, added[:, :1, :1].expand_as(added))
+    with pytest.raises(ConfigError, match="max_shift"):
+        RandomShift(-1)
+
+
+def test_mixup_prob_leaves_the_other_examples_alone():
+    perm, lam = mixup_pairs(2000, alpha=10.0, prob=0.5, generator=torch.Generator().manual_seed(5))
+    mixed = lam < 1
+    assert 0.4 < float(mixed.double().mean()) < 0.6, f"{float(mixed.double().mean())} mixed"
+    assert abs(float(lam[mixed].mean()) - 0.5) < 0.02, "Beta(10, 10) has mean 0.5"
+    assert sorted(perm.tolist()) == list(range(2000)), "a permutation"
+    x = torch.randn(2000, 3)
+    torch.testing.assert_close(mix(x, perm, lam)[~mixed], x[~mixed])
+    with pytest.raises(ConfigError, match="prob"):
+        mixup_pairs(4, prob=1.5)

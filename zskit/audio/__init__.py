@@ -1,6 +1,6 @@
 """Audio I/O, segment helpers, spectrogram front ends and batch augmentations."""
 
-from zskit.audio.augment import SpecAugment, mixup
+from zskit.audio.augment import RandomGain, RandomShift, SpecAugment, mix, mixup, mixup_pairs, shift
 from zskit.audio.frontends import (
     LOGMEL_PRESETS,
     KaldiFbank,
@@ -25,15 +25,20 @@ __all__ = [
     "LinearSpectrogramConfig",
     "LogMel",
     "LogMelConfig",
+    "RandomGain",
+    "RandomShift",
     "SpecAugment",
     "audio_info",
     "build_frontend",
     "center_pad",
     "load_audio",
     "mel_filterbank",
+    "mix",
     "mixup",
+    "mixup_pairs",
     "pad_batch",
     "random_crop",
     "save_audio",
     "segment",
+    "shift",
 ]

@@ -1,7 +1,12 @@
-"""Batch augmentations on spectrograms and waveforms: SpecAugment masking and mixup.
+"""Batch augmentations on spectrograms and waveforms: SpecAugment masking, mixup, time and
+frequency shifts, random gain.
 
-Both draw their randomness from an optional ``torch.Generator`` (on any device; draws are moved to
-the data's device), so a seeded generator makes them reproducible.
+The modules (``SpecAugment``, ``RandomShift``, ``RandomGain``) act only in training mode, so they
+can sit in front of a model inside an ``nn.Sequential`` that ``zskit.train.fit`` trains: fit
+switches them on for training batches and off for validation. Mixup changes the labels too; use it
+through a loss (``zskit.train.recipes.mixup_loss``). All draw their randomness from an optional
+``torch.Generator`` (on any device; draws are moved to the data's device), so a seeded generator
+makes them reproducible.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from torch import nn
 
 from zskit.errors import ConfigError
 
-__all__ = ["SpecAugment", "mixup"]
+__all__ = ["RandomGain", "RandomShift", "SpecAugment", "mix", "mixup", "mixup_pairs", "shift"]
 
 
 def _band_mask(batch: int, size: int, max_width: int, n_masks: int,
@@ -83,19 +88,49 @@ class SpecAugment(nn.Module):
                 f"n_freq_masks={self.n_freq_masks}, n_time_masks={self.n_time_masks}")
 
 
+def mixup_pairs(batch: int, alpha: float = 0.5, generator: torch.Generator | None = None,
+                per_example: bool = True, prob: float = 1.0,
+                device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Partners and weights of one mixup draw: ``(perm, lam)``, both ``(batch,)`` on ``device``.
+
+    ``perm`` is a random permutation (example ``i`` is mixed with ``perm[i]``); ``lam ~
+    Beta(alpha, alpha)`` per example (or once per batch when ``per_example=False``). With
+    ``prob < 1`` only that fraction of examples is mixed (the others get ``lam = 1``): AST mixes
+    half of its training examples (``prob=0.5``) with ``lam ~ Beta(10, 10)``. Beta draws come from
+    numpy seeded by ``generator`` (torch has no seeded Beta sampler), so the result is
+    reproducible from the generator alone.
+    """
+    if not alpha > 0:
+        raise ConfigError(f"mixup alpha={alpha!r} must be > 0 (e.g. 0.5, or AST's 10).")
+    if not 0.0 <= prob <= 1.0:
+        raise ConfigError(f"mixup prob={prob!r} must lie in [0, 1].")
+    gdev = generator.device if generator is not None else torch.device(device)
+    perm = torch.randperm(batch, generator=generator, device=gdev).to(device)
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
+    rng = np.random.default_rng(seed)
+    draws = rng.beta(alpha, alpha, size=batch if per_example else 1)
+    lam = np.broadcast_to(draws, (batch,)).copy()
+    if prob < 1.0:
+        lam[rng.random(batch) >= prob] = 1.0
+    return perm, torch.as_tensor(lam, dtype=torch.float64, device=device)
+
+
+def mix(t: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """``lam * t + (1 - lam) * t[perm]`` along the first dimension (``t`` floating point)."""
+    w = lam.to(t.dtype).view(t.shape[0], *([1] * (t.ndim - 1)))
+    return w * t + (1 - w) * t[perm]
+
+
 def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.5,
           generator: torch.Generator | None = None,
-          per_example: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+          per_example: bool = True,
+          prob: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mix each example with a random partner from the same batch (a random permutation).
 
     ``x_mixed = lam * x + (1 - lam) * x[perm]`` and the same for ``y`` (float labels, e.g.
-    multi-hot or one-hot ``(B, C)``), with ``lam ~ Beta(alpha, alpha)`` drawn per example (or once
-    per batch when ``per_example=False``). Returns ``(x_mixed, y_mixed, lam)``, ``lam`` shaped
-    ``(B,)``. Beta draws come from numpy seeded by ``generator`` (torch has no seeded Beta sampler),
-    so the result is reproducible from the generator alone.
+    multi-hot or one-hot ``(B, C)``); ``perm`` and ``lam`` as drawn by :func:`mixup_pairs`.
+    Returns ``(x_mixed, y_mixed, lam)``, ``lam`` shaped ``(B,)`` in ``x``'s dtype.
     """
-    if not alpha > 0:
-        raise ConfigError(f"mixup alpha={alpha!r} must be > 0 (AST uses 0.5).")
     if x.shape[0] != y.shape[0]:
         raise ConfigError(f"mixup got {x.shape[0]} inputs but {y.shape[0]} labels; pass one label row "
                           "per example.")
@@ -106,15 +141,88 @@ def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float = 0.5,
     if not y.is_floating_point():
         raise ConfigError(f"mixup needs float labels, got {y.dtype}; one-hot encode class indices "
                           "with torch.nn.functional.one_hot(y, n_classes).float().")
-    batch = x.shape[0]
-    gdev = generator.device if generator is not None else x.device
-    perm = torch.randperm(batch, generator=generator, device=gdev).to(x.device)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
-    draws = np.random.default_rng(seed).beta(alpha, alpha, size=batch if per_example else 1)
-    lam = torch.as_tensor(draws, dtype=x.dtype, device=x.device).expand(batch).contiguous()
+    perm, lam = mixup_pairs(x.shape[0], alpha, generator, per_example, prob, x.device)
+    return mix(x, perm, lam), mix(y, perm, lam), lam.to(x.dtype)
 
-    def mix(t: torch.Tensor) -> torch.Tensor:
-        w = lam.to(t.dtype).view(batch, *([1] * (t.ndim - 1)))
-        return w * t + (1 - w) * t[perm]
 
-    return mix(x), mix(y), lam
+# --------------------------------------------------------------------------- shifts and gain
+
+
+def _per_example_uniform(batch: int, low: float, high: float, generator: torch.Generator | None,
+                         device: torch.device) -> torch.Tensor:
+    gdev = generator.device if generator is not None else device
+    return (low + (high - low) * torch.rand(batch, generator=generator, device=gdev)).to(device)
+
+
+def shift(x: torch.Tensor, shifts: torch.Tensor, dim: int, roll: bool = True,
+          fill: float = 0.0) -> torch.Tensor:
+    """Example ``i`` of ``x`` (B, ...) moved by ``shifts[i]`` steps along ``dim`` (positive:
+    towards higher indices). ``roll=True`` wraps around; otherwise vacated steps get ``fill``."""
+    dim = dim % x.ndim
+    if dim == 0:
+        raise ConfigError("shift moves along a data axis, not the batch axis (dim 0).")
+    size = x.shape[dim]
+    view = [x.shape[0]] + [1] * (x.ndim - 1)
+    view[dim] = size
+    source = torch.arange(size, device=x.device)[None, :] - shifts.to(x.device).long()[:, None]
+    inside = (source >= 0) & (source < size)
+    index = (source % size).view(view).expand_as(x)
+    out = x.gather(dim, index)
+    if roll:
+        return out
+    return out.masked_fill(~inside.view(view), fill)
+
+
+class RandomShift(nn.Module):
+    """Shift each example by a uniform integer in ``[-max_shift, max_shift]`` along ``dim``;
+    active only in training mode (like :class:`SpecAugment`).
+
+    Time shift: ``dim=-1`` on waveforms ``(B, T)`` with ``roll=True`` (the clip wraps around, as
+    PaSST rolls its waveforms) or on spectrograms. Frequency shift: the frequency axis of a
+    spectrogram with ``roll=False`` (bins moved out are lost, the vacated ones get ``fill``).
+    """
+
+    def __init__(self, max_shift: int, dim: int = -1, roll: bool = True, fill: float = 0.0) -> None:
+        super().__init__()
+        if isinstance(max_shift, bool) or not isinstance(max_shift, int) or max_shift < 0:
+            raise ConfigError(f"max_shift={max_shift!r} must be an int >= 0.")
+        self.max_shift, self.dim, self.roll, self.fill = max_shift, dim, roll, fill
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not self.training or self.max_shift == 0:
+            return x
+        gdev = generator.device if generator is not None else x.device
+        shifts = torch.randint(-self.max_shift, self.max_shift + 1, (x.shape[0],),
+                               generator=generator, device=gdev)
+        return shift(x, shifts, self.dim, self.roll, self.fill)
+
+    def extra_repr(self) -> str:
+        return f"max_shift={self.max_shift}, dim={self.dim}, roll={self.roll}"
+
+
+class RandomGain(nn.Module):
+    """Scale each waveform by a gain uniform in ``[-max_db, max_db]`` dB; training mode only.
+
+    For log spectrograms pass ``log_domain=True``: the gain is then *added* as
+    ``gain_db * log_per_db`` (``ln(10) / 20`` for natural-log magnitudes, ``ln(10) / 10`` for
+    natural-log power such as Kaldi's filter bank), before any normalisation is undone.
+    """
+
+    def __init__(self, max_db: float = 6.0, log_domain: bool = False,
+                 log_per_db: float = float(np.log(10.0) / 10.0)) -> None:
+        super().__init__()
+        if not max_db >= 0:
+            raise ConfigError(f"max_db={max_db!r} must be >= 0.")
+        self.max_db, self.log_domain, self.log_per_db = float(max_db), log_domain, log_per_db
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        if not self.training or self.max_db == 0:
+            return x
+        db = _per_example_uniform(x.shape[0], -self.max_db, self.max_db, generator, x.device)
+        db = db.to(x.dtype).view(x.shape[0], *([1] * (x.ndim - 1)))
+        if self.log_domain:
+            return x + db * self.log_per_db
+        return x * torch.pow(10.0, db / 20.0)
+
+    def extra_repr(self) -> str:
+        return f"max_db={self.max_db}, log_domain={self.log_domain}"

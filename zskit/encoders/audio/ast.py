@@ -9,6 +9,13 @@ std 0.5 with the data set's statistics), exactly as AST prepares its input.
   count is ``((n_mels - 16) // fs + 1) * ((max_length - 16) // ts + 1)``: 12 x 101 = 1212 for
   AudioSet's 1024 frames. The paper's ``N = 12 * ceil((100 t - 16) / 10)`` agrees whenever
   ``100 t - 16`` is not a multiple of 10 (and counts one column less when it is).
+- ``patch_shape=(128, 2)`` (with strides 128 and 2) gives paper 2's rectangular patches in
+  temporal order (Table 6): the patch embedding and positional embedding of ``ASTModel`` are
+  replaced by ones of that shape; everything else is unchanged.
+- A randomly initialised AST starts its [CLS], [DIST] and positional embeddings from a truncated
+  normal (std 0.02) as AST's own code does (``ASTModel`` alone would start them at zero, which
+  makes every position look alike at the first step). ImageNet weights:
+  :func:`zskit.adapt.adapt_vision_transformer`.
 - The clip embedding is AST's pooled output, the mean of the final-normed [CLS] and [DIST]
   tokens; ``tokens`` are the patch tokens (frequency-major: token ``f * T' + t``).
 - ``classifier`` (LayerNorm + Linear, as ``ASTForAudioClassification``) gives ``logits`` when
@@ -73,6 +80,7 @@ class ASTEncoderConfig:
     num_heads: int = 12
     mlp_dim: int = 3072  # intermediate_size
     patch_size: int = 16
+    patch_shape: tuple[int, int] | None = None  # (frequency, time) of rectangular patches
     frequency_stride: int = 10
     time_stride: int = 10
     num_classes: int = 527  # 0: no classifier
@@ -98,11 +106,23 @@ class ASTEncoderConfig:
         if self.embed_dim % self.num_heads:
             raise ConfigError(f"AST embed_dim={self.embed_dim} is not divisible by "
                               f"num_heads={self.num_heads}; pick a divisor.")
-        if self.num_mel_bins < self.patch_size or self.max_length < self.patch_size:
+        if self.patch_shape is not None and (len(self.patch_shape) != 2
+                                              or min(self.patch_shape) <= 0):
+            raise ConfigError(f"AST patch_shape={self.patch_shape!r} must be two positive sizes "
+                              "(frequency, time), e.g. (128, 2); or None for square patches.")
+        pf, pt = self.patch_hw
+        if self.num_mel_bins < pf or self.max_length < pt:
             raise ConfigError(
                 f"AST input {self.num_mel_bins} bins x {self.max_length} frames is smaller than "
-                f"one {self.patch_size}x{self.patch_size} patch; enlarge the front end."
+                f"one {pf}x{pt} patch; enlarge the front end."
             )
+
+    @property
+    def patch_hw(self) -> tuple[int, int]:
+        """Patch height (frequency bins) and width (frames)."""
+        if self.patch_shape is None:
+            return self.patch_size, self.patch_size
+        return int(self.patch_shape[0]), int(self.patch_shape[1])
 
     @property
     def max_length(self) -> int:
@@ -117,8 +137,9 @@ class ASTEncoderConfig:
     @property
     def grid(self) -> tuple[int, int]:
         """Patch rows and columns, as ``ASTEmbeddings.get_shape`` computes them."""
-        rows = (self.num_mel_bins - self.patch_size) // self.frequency_stride + 1
-        cols = (self.max_length - self.patch_size) // self.time_stride + 1
+        pf, pt = self.patch_hw
+        rows = (self.num_mel_bins - pf) // self.frequency_stride + 1
+        cols = (self.max_length - pt) // self.time_stride + 1
         return rows, cols
 
     @property
@@ -128,12 +149,13 @@ class ASTEncoderConfig:
         return rows * cols
 
     def hf_config(self) -> Any:
-        """The transformers ``ASTConfig`` of this model."""
+        """The transformers ``ASTConfig`` of this model (square patches of the smaller side when
+        ``patch_shape`` is rectangular: :class:`ASTEncoder` then replaces the patch embedding)."""
         return _transformers().ASTConfig(
             hidden_size=self.embed_dim, num_hidden_layers=self.depth,
             num_attention_heads=self.num_heads, intermediate_size=self.mlp_dim,
             hidden_dropout_prob=self.dropout, attention_probs_dropout_prob=self.attn_dropout,
-            layer_norm_eps=self.layer_norm_eps, patch_size=self.patch_size,
+            layer_norm_eps=self.layer_norm_eps, patch_size=min(self.patch_hw),
             frequency_stride=self.frequency_stride, time_stride=self.time_stride,
             max_length=self.max_length, num_mel_bins=self.num_mel_bins,
             num_labels=max(self.num_classes, 1),
@@ -165,6 +187,16 @@ class ASTEncoder(AudioEncoder):
         self.frontend = KaldiFbank(self.cfg.frontend)
         self.audio_spectrogram_transformer = modeling.ASTModel(hf_cfg)
         self.classifier = modeling.ASTMLPHead(hf_cfg) if self.cfg.num_classes > 0 else None
+        embeddings = self.audio_spectrogram_transformer.embeddings
+        if len(set(self.cfg.patch_hw)) > 1:  # rectangular patches: ASTModel only has squares
+            embeddings.patch_embeddings.projection = torch.nn.Conv2d(
+                1, self.cfg.embed_dim, kernel_size=self.cfg.patch_hw,
+                stride=(self.cfg.frequency_stride, self.cfg.time_stride))
+            embeddings.position_embeddings = torch.nn.Parameter(
+                torch.zeros(1, self.cfg.num_patches + 2, self.cfg.embed_dim))
+        for p in (embeddings.cls_token, embeddings.distillation_token,
+                  embeddings.position_embeddings):
+            torch.nn.init.trunc_normal_(p, std=0.02)
 
     def features(self, waveforms: torch.Tensor,
                  lengths: torch.Tensor | None = None) -> torch.Tensor:

@@ -1,0 +1,53 @@
+"""Checks on notebooks/02_audio_spectrogram_transformer's metrics.json (wired into
+tests/test_notebooks.py).
+
+Always: every ablation reports an mAP (last and averaged) in [0, 1], its cost, and token counts
+that follow the patch settings (overlap 6 gives more tokens than overlap 0). On a default run
+(not smoke) also: every trained model beats the random baseline on the same test clips, and
+structured patchout makes PaSST's training faster, and the keyword model beats twice chance. A smoke run (70 training clips, two epochs) is
+too small for those claims: there trained and random mAP are within noise of each other.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+RUNS = ("AST 16x16, overlap 0", "AST 16x16, overlap 6", "PaSST-N, patchout", "PaSST-N, no patchout")
+
+
+def _is_map(value: Any) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0
+
+
+def check(metrics: dict[str, Any]) -> None:
+    ablations = metrics["ablations"]
+    missing = [r for r in RUNS if r not in ablations]
+    assert not missing, f"metrics.json lacks the ablations {missing}; it has {sorted(ablations)}"
+    shapes = [r for r in ablations if r.startswith("AST") and "x2" in r]
+    assert shapes, f"no rectangular-patch (Table 6) run among {sorted(ablations)}"
+    chance = metrics["random_map"]
+    assert _is_map(chance), f"random baseline {chance} is not an mAP"
+    for run, row in ablations.items():
+        for key in ("map_last", "map_averaged"):
+            assert _is_map(row[key]), f"{run}: {key} = {row[key]} is not an mAP"
+        for key in ("train_seconds_per_epoch", "test_clips_per_second", "tokens", "parameters"):
+            assert row[key] > 0, f"{run}: cost {key} = {row[key]} must be positive"
+    tokens = {r: ablations[r]["tokens"] for r in RUNS}
+    assert tokens["AST 16x16, overlap 6"] > tokens["AST 16x16, overlap 0"], (
+        f"overlap 6 must give more patches than overlap 0: {tokens}")
+    assert metrics["position_grid"]["audio_grid"] == [12, 101], (
+        f"the pictured AST grid should be 12 x 101 (10 s, overlap 6): {metrics['position_grid']}")
+    for run, value in metrics.get("ensembles", {}).items():
+        assert _is_map(value), f"ensemble of {run}: {value} is not an mAP"
+    kw = metrics["keywords"]
+    assert 0.0 <= kw["accuracy"] <= 1.0 and kw["test_clips"] > 0, f"keyword results {kw}"
+    if metrics.get("smoke"):
+        return
+    assert kw["accuracy"] > 2 * kw["chance"], (
+        f"keyword accuracy {kw['accuracy']:.3f} is not clearly above chance {kw['chance']:.3f}")
+    for run, row in ablations.items():
+        assert row["map_averaged"] > chance, (
+            f"{run}: mAP {row['map_averaged']:.4f} does not beat random {chance:.4f}")
+    assert metrics["patchout_speedup"] > 1.0, (
+        f"patchout should make training faster, measured x{metrics['patchout_speedup']:.2f}")

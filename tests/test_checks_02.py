@@ -1,0 +1,54 @@
+"""tests/checks_02.py (notebook 02's metrics check) passes good metrics and fails bad ones."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+spec = importlib.util.spec_from_file_location("checks_02", Path(__file__).with_name("checks_02.py"))
+checks_02 = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(checks_02)
+
+
+def good() -> dict:
+    row = {"map_last": 0.30, "map_averaged": 0.32, "train_seconds_per_epoch": 2.0,
+           "test_clips_per_second": 100.0, "parameters": 1000}
+    tokens = {"AST 16x16, overlap 0": 48, "AST 16x16, overlap 6": 95, "AST 64x2, no overlap": 99,
+              "PaSST-N, patchout": 48, "PaSST-N, no patchout": 48}
+    return {"smoke": False, "random_map": 0.1, "patchout_speedup": 1.4,
+            "position_grid": {"audio_grid": [12, 101]},
+            "keywords": {"accuracy": 0.5, "chance": 1 / 35, "test_clips": 100},
+            "ablations": {run: {**row, "tokens": n} for run, n in tokens.items()}}
+
+
+def test_good_metrics_pass_and_bad_ones_fail():
+    checks_02.check(good())
+    bad = copy.deepcopy(good())
+    bad["ablations"]["PaSST-N, patchout"]["map_averaged"] = 0.05
+    with pytest.raises(AssertionError, match="does not beat random"):
+        checks_02.check(bad)
+    bad["smoke"] = True  # a smoke run is too small for that claim
+    checks_02.check(bad)
+    bad = copy.deepcopy(good())
+    bad["ablations"]["AST 16x16, overlap 6"]["tokens"] = 10
+    with pytest.raises(AssertionError, match="more patches"):
+        checks_02.check(bad)
+    bad = copy.deepcopy(good())
+    bad["patchout_speedup"] = 0.9
+    with pytest.raises(AssertionError, match="patchout"):
+        checks_02.check(bad)
+    bad = copy.deepcopy(good())
+    del bad["ablations"]["AST 64x2, no overlap"]
+    with pytest.raises(AssertionError, match="rectangular"):
+        checks_02.check(bad)
+    bad = copy.deepcopy(good())
+    bad["keywords"]["accuracy"] = 0.04
+    with pytest.raises(AssertionError, match="keyword accuracy"):
+        checks_02.check(bad)
+    bad = copy.deepcopy(good())
+    bad["ablations"]["AST 16x16, overlap 0"]["map_last"] = float("nan")
+    with pytest.raises(AssertionError, match="not an mAP"):
+        checks_02.check(bad)
