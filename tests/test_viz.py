@@ -2,15 +2,31 @@
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import sys
+
 import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
 import pytest
 import torch
 
-from zskit.errors import ConfigError
+from zskit import viz
+from zskit.errors import ConfigError, DependencyError
 from zskit.viz import (
+    attention_map_figure,
+    confusion_matrix_figure,
+    joint_space_figure,
     label_matrix_figure,
     per_class_ap_figure,
+    pr_curves_figure,
+    retrieval_table_figure,
+    save_figure,
+    semantic_distance_figure,
+    similarity_heatmap_figure,
     spectrogram_figure,
+    umap_embedding,
     waveform_figure,
 )
 
@@ -71,3 +87,189 @@ def test_per_class_ap_bars_sorted_with_random_baseline():
     np.testing.assert_allclose(fig.data[0].y, [0.9, 0.5, 0.2])
     np.testing.assert_allclose(fig.data[1].y, [0.05, 0.2, 0.1])
     assert fig.layout.yaxis.title.text == "average precision"
+
+
+# -- semantic spaces ---------------------------------------------------------------------------
+
+
+def _two_clusters(n_per: int = 12, dim: int = 8, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Clips around two label directions, and the two labels themselves."""
+    rng = np.random.default_rng(seed)
+    labels = np.eye(dim)[:2] * 3.0
+    clips = np.vstack([labels[i] + 0.3 * rng.normal(size=(n_per, dim)) for i in range(2)])
+    return clips, labels
+
+
+@pytest.mark.slow  # umap-learn compiles its numba code on first use: about 10 s
+def test_umap_embedding_is_seeded_and_separates_clusters():
+    clips, labels = _two_clusters()
+    xy = umap_embedding(np.vstack([clips, labels]), n_neighbors=5, seed=1)
+    assert xy.shape == (26, 2)
+    np.testing.assert_allclose(xy, umap_embedding(np.vstack([clips, labels]), n_neighbors=5,
+                                                  seed=1), err_msg="same seed, same map")
+    a, b = xy[:12].mean(axis=0), xy[12:24].mean(axis=0)
+    spread = max(xy[:12].std(axis=0).max(), xy[12:24].std(axis=0).max())
+    assert np.linalg.norm(a - b) > 2 * spread, "two well-separated clusters must stay apart"
+    # each label lands closer to its own cluster than to the other
+    assert np.linalg.norm(xy[24] - a) < np.linalg.norm(xy[24] - b)
+    assert np.linalg.norm(xy[25] - b) < np.linalg.norm(xy[25] - a)
+    with pytest.raises(ConfigError, match="at least 3"):
+        umap_embedding(np.zeros((2, 4)))
+
+
+def test_joint_space_centres_each_modality_before_the_map(monkeypatch):
+    clips, labels = _two_clusters(n_per=3)
+    gap = clips + 4.0 * np.eye(8)[7]  # the projected audio sits in its own cone
+    seen = {}
+
+    def fake_umap(x, **kwargs):
+        seen["x"] = x
+        return np.zeros((len(x), 2))
+
+    monkeypatch.setattr(viz, "umap_embedding", fake_umap)
+    joint_space_figure(gap, labels, ["a", "b"])
+    x = seen["x"]
+    np.testing.assert_allclose(x[:6].mean(axis=0), 0, atol=1e-12, err_msg="clips not centred")
+    np.testing.assert_allclose(x[6:].mean(axis=0), 0, atol=1e-12, err_msg="labels not centred")
+    unit = gap / np.linalg.norm(gap, axis=1, keepdims=True)
+    np.testing.assert_allclose(x[:6], unit - unit.mean(axis=0), err_msg="unit rows, then centred")
+    joint_space_figure(gap, labels, ["a", "b"], center=False)
+    np.testing.assert_allclose(seen["x"][:6], unit, err_msg="center=False keeps unit rows")
+
+
+def test_joint_space_traces_groups_hover_and_labels():
+    clips, labels = _two_clusters(n_per=3)
+    coords = np.arange(16, dtype=float).reshape(8, 2)
+    fig = joint_space_figure(
+        clips, labels, ["cello", "tuba"], audio_groups=["strings"] * 3 + ["brass"] * 3,
+        label_groups=["strings", "brass"], audio_names=[f"c{i}" for i in range(6)],
+        audio_hover=[f"caption {i}" for i in range(6)], coords=coords)
+    names = [t.name for t in fig.data]
+    assert names == ["strings", "brass", "labels"], names
+    np.testing.assert_array_equal(fig.data[1].x, coords[3:6, 0])
+    assert "caption 4" in fig.data[1].text[1] and "c4" in fig.data[1].text[1]
+    stars = fig.data[2]
+    assert list(stars.text) == ["cello", "tuba"] and stars.marker.symbol == "star"
+    assert stars.marker.color[0] == fig.data[0].marker.color, "a label takes its family's colour"
+    with pytest.raises(ConfigError, match="label space"):
+        joint_space_figure(clips[:, :4], labels, ["cello", "tuba"], coords=coords)
+    with pytest.raises(ConfigError, match="audio_groups"):
+        joint_space_figure(clips, labels, ["cello", "tuba"], audio_groups=["x"], coords=coords)
+
+
+def test_similarity_heatmap_orders_by_group_and_is_cosine():
+    v = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 0.0], [0.0, 0.0]])
+    fig = similarity_heatmap_figure(v, ["a", "b", "c", "silent"], groups=["x", "y", "x", "y"])
+    z = np.asarray(fig.data[0].z)
+    assert list(fig.data[0].x) == ["a", "c", "b", "silent"], "grouped by first appearance"
+    np.testing.assert_allclose(z, z.T)
+    np.testing.assert_allclose(z[0, 1], 1.0, err_msg="a and c point the same way")
+    np.testing.assert_allclose(z[0, 2], 0.0)
+    assert z[3, 3] == 0.0, "a zero vector has cosine 0, not NaN"
+    assert fig.data[0].zmin == -1 and fig.data[0].zmax == 1
+
+
+def test_semantic_distance_line_and_r():
+    x = np.array([0.1, 0.3, 0.5, 0.7, np.nan])
+    y = np.array([0.0, 0.1, 0.1, 0.3, 0.5])
+    fig = semantic_distance_figure(x, y, list("abcde"), groups=["g", "g", "h", "h", "h"])
+    ok = np.isfinite(x)
+    r = np.corrcoef(x[ok], y[ok])[0, 1]
+    assert f"r = {r:.2f}" in fig.layout.title.text and "n = 4" in fig.layout.title.text
+    assert fig.layout.meta["r"] == pytest.approx(r)
+    line = fig.data[-1]
+    slope, intercept = np.polyfit(x[ok], y[ok], 1)
+    np.testing.assert_allclose(line.y, slope * np.array([0.1, 0.7]) + intercept)
+    assert sum(len(t.x) for t in fig.data[:-1]) == 4, "the NaN point is left out"
+    flat = semantic_distance_figure([0.2, 0.2], [0.1, 0.3], ["a", "b"])
+    assert "r undefined" in flat.layout.title.text and len(flat.data) == 1
+
+
+# -- classification and tagging results ----------------------------------------------------------
+
+
+def test_confusion_matrix_counts_and_row_shares():
+    fig = confusion_matrix_figure(["a", "a", "b", "c", "c", "c"], ["a", "b", "b", "c", "a", "c"],
+                                  ["a", "b", "c"])
+    counts = np.asarray(fig.data[0].text)
+    np.testing.assert_array_equal(counts, [[1, 1, 0], [0, 1, 0], [1, 0, 2]])
+    np.testing.assert_allclose(np.asarray(fig.data[0].z).sum(axis=1), 1.0)
+    raw = confusion_matrix_figure([0, 1], [1, 1], ["a", "b"], normalize=False)
+    np.testing.assert_array_equal(raw.data[0].z, [[0, 1], [0, 1]])
+    with pytest.raises(ConfigError, match="not among"):
+        confusion_matrix_figure(["zebra"], ["a"], ["a", "b"])
+    with pytest.raises(ConfigError, match="outside"):
+        confusion_matrix_figure([5], [0], ["a", "b"])
+
+
+def test_pr_curves_match_sklearn_and_skip_classes_without_positives():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    y = rng.random((40, 3)) < 0.3
+    y[:, 2] = False
+    s = y + rng.normal(scale=0.8, size=y.shape)
+    fig = pr_curves_figure(y, s, ["a", "b", "none"])
+    assert len(fig.data) == 2, "a class with no positive has no curve"
+    ap = average_precision_score(y[:, 0], s[:, 0])
+    assert fig.data[0].name == f"a (AP {ap:.2f})"
+    assert fig.data[0].x[-1] == 0 and fig.data[0].y[-1] == 1, "curves end at recall 0"
+    only = pr_curves_figure(y, s, ["a", "b", "none"], classes=["b"])
+    assert [t.name.split()[0] for t in only.data] == ["b"]
+    with pytest.raises(ConfigError, match="not among"):
+        pr_curves_figure(y, s, ["a", "b", "none"], classes=["zebra"])
+
+
+def test_attention_map_groups_rows_by_parent_in_percent():
+    w = np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]])
+    fig = attention_map_figure(w, ["violin", "tuba", "cello"], ["strings", "brass"],
+                               parents=[0, 1, 0], fine_probs=[0.5, 0.25, 1.0])
+    heat = fig.data[0]
+    assert list(heat.y) == ["violin (50%)", "cello (100%)", "tuba (25%)"]
+    np.testing.assert_allclose(heat.z, [[90, 10], [50, 50], [20, 80]])
+    with pytest.raises(ConfigError, match="one clip's map"):
+        attention_map_figure(np.zeros((2, 2)), ["a", "b"], ["x", "y", "z"])
+
+
+def test_retrieval_table_shows_ranked_rows():
+    frame = pd.DataFrame({"rank": [1, 2], "id": ["c7", "c2"], "score": [0.91234, 0.5],
+                          "caption": ["a cello", "a tuba"]})
+    fig = retrieval_table_figure(frame, query="low strings")
+    cells = fig.data[0].cells.values
+    assert list(fig.data[0].header.values) == ["rank", "id", "score", "caption"]
+    assert list(cells[2]) == ["0.912", "0.500"] and list(cells[1]) == ["c7", "c2"]
+    assert "low strings" in fig.layout.title.text
+    with pytest.raises(ConfigError, match="not in the results"):
+        retrieval_table_figure(frame, columns=["rank", "missing"])
+
+
+# -- saving --------------------------------------------------------------------------------------
+
+
+def test_save_figure_writes_html_and_reports_missing_png_dependencies(tmp_path, monkeypatch):
+    fig = per_class_ap_figure(np.array([0.5, 0.2]), ["a", "b"])
+    (html,) = save_figure(fig, tmp_path / "ap.html")
+    assert html == tmp_path / "ap.html" and "plotly" in html.read_text()
+    monkeypatch.setitem(sys.modules, "kaleido", None)  # as if kaleido were not installed
+    with pytest.raises(DependencyError, match="kaleido"):
+        save_figure(fig, tmp_path / "ap", formats=("png",))
+    monkeypatch.undo()
+
+    def no_browser(*_args, **_kwargs):
+        raise RuntimeError("Kaleido requires Google Chrome to be installed.")
+
+    monkeypatch.setattr(go.Figure, "to_image", no_browser)
+    if importlib.util.find_spec("kaleido") is not None:
+        with pytest.raises(DependencyError, match="chromium"):
+            save_figure(fig, tmp_path / "ap", formats=("png",))
+    with pytest.raises(ConfigError, match="formats"):
+        save_figure(fig, tmp_path / "ap", formats=("gif",))
+    assert not list(tmp_path.glob("ap.png")) and not list(tmp_path.glob(".*tmp"))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("kaleido") is None or shutil.which("chromium") is None,
+                    reason="PNG export needs kaleido and Chromium (apt-get install chromium)")
+def test_save_figure_png_is_a_png(tmp_path):
+    fig = per_class_ap_figure(np.array([0.5, 0.2]), ["a", "b"])
+    html, png = save_figure(fig, tmp_path / "ap", formats=("html", "png"), width=300, height=200)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and html.suffix == ".html"
