@@ -139,7 +139,10 @@ def choose_selection_classes(classes: Sequence[str], y_val: np.ndarray, mask_val
 
 
 def _float_tensor(name: str, x: Any, ndim: int = 2) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32))
+    array = np.asarray(x, dtype=np.float32)
+    if not array.flags.writeable:  # e.g. a read-only cache memmap: torch needs its own copy
+        array = array.copy()
+    t = torch.from_numpy(array)
     if t.ndim != ndim:
         raise ConfigError(f"{name} must have {ndim} dimensions, got shape {tuple(t.shape)}.")
     return t
