@@ -31,9 +31,15 @@ def test_ci_runs_exactly_the_readme_setup_and_test_commands():
     )
 
 
+def setup_text() -> str:
+    """The set-up command, with the script it runs (``bash <script>``) appended."""
+    command = readme_commands()["set up"]
+    script = re.match(r"bash (\S+)$", command)
+    return command + ("\n" + (ROOT / script.group(1)).read_text() if script else "")
+
+
 def test_setup_installs_the_lock_file_that_pins_torch():
-    cmds = readme_commands()
-    lock = re.search(r"-r (\S+)", cmds["set up"]).group(1)
+    lock = re.search(r"-r (\S+)", setup_text()).group(1)
     pins = (ROOT / lock).read_text()
     assert re.search(r"^torch==2\.11\.0$", pins, re.M), f"{lock} must pin the tested torch"
     assert re.search(r"^torchaudio==2\.11\.0$", pins, re.M), f"{lock} must pin the tested torchaudio"
