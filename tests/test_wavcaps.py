@@ -65,8 +65,12 @@ def test_prepare_wavcaps_errors(tmp_path):
     with pytest.raises(ConfigError, match="unknown"):
         prepare_wavcaps(tmp_path, tmp_path / "audio", sources=["YouTube"])
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"data": [{"caption": "no id"}]}))
-    with pytest.raises(DataError, match="not a WavCaps metadata file"):
+    for content in ({"data": [{"caption": "no id"}]}, {"data": [1]}, [1, 2]):
+        bad.write_text(json.dumps(content))
+        with pytest.raises(DataError, match="not a WavCaps metadata file"):
+            read_wavcaps_json(bad)
+    bad.write_text('{"data": [')
+    with pytest.raises(DataError, match="not valid JSON"):
         read_wavcaps_json(bad)
 
 

@@ -16,17 +16,22 @@ Audio files are matched by stem against several common namings (:data:`NAME_FORM
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
-from zskit.data.clotho import _check_policy, _drop_or_raise, index_audio_files, write_caption_corpus
 from zskit.data.download import RemoteFile, download
-from zskit.errors import ConfigError, DataError
-from zskit.paths import data_root
+from zskit.data.prepare import (
+    check_choices,
+    check_missing_policy,
+    corpus_root,
+    index_audio_files,
+    report_missing_audio,
+    write_caption_corpus,
+)
+from zskit.errors import DataError
 
 __all__ = [
     "AUDIOCAPS_COMMIT",
@@ -37,8 +42,6 @@ __all__ = [
     "prepare_audiocaps",
     "read_audiocaps_csv",
 ]
-
-log = logging.getLogger(__name__)
 
 #: The commit of github.com/cdjkim/audiocaps whose ``dataset/*.csv`` (AudioCaps 1.0) are used.
 AUDIOCAPS_COMMIT = "d004db3ea1b01cf4fd0347dd8d27db90cadc8809"
@@ -72,22 +75,13 @@ NAME_FORMATS: tuple[str, ...] = (
 )
 
 
-def _check_splits(splits: Iterable[str]) -> list[str]:
-    splits = list(splits)
-    bad = [s for s in splits if s not in AUDIOCAPS_SPLITS]
-    if bad or not splits:
-        raise ConfigError(f"AudioCaps splits {bad or splits} unknown; choose from "
-                          f"{list(AUDIOCAPS_SPLITS)}.")
-    return splits
-
-
 def download_audiocaps(target_dir: str | os.PathLike | None = None,
                        splits: Iterable[str] = tuple(AUDIOCAPS_SPLITS), *,
                        progress: bool = True) -> Path:
     """Download the caption CSVs (SHA-256 checked) into ``target_dir`` (default
     ``data_root()/audiocaps``). The audio is not downloadable: see the module docstring."""
-    root = Path(target_dir) if target_dir is not None else data_root() / "audiocaps"
-    for split in _check_splits(splits):
+    root = corpus_root(target_dir, "audiocaps")
+    for split in check_choices(splits, AUDIOCAPS_SPLITS, "AudioCaps splits"):
         download(AUDIOCAPS_FILES[split], root, progress=progress)
     return root
 
@@ -126,12 +120,12 @@ def prepare_audiocaps(csv_dir: str | os.PathLike | None, audio_dir: str | os.Pat
     ``end``, ``audiocap_id``) replaces :data:`NAME_FORMATS`. Clips whose video is gone are common:
     ``missing="drop"`` (default) leaves them out with a warning, ``"raise"`` stops.
     """
-    _check_policy(missing)
-    root = Path(csv_dir) if csv_dir is not None else data_root() / "audiocaps"
+    check_missing_policy(missing)
+    root = corpus_root(csv_dir, "audiocaps")
     formats = (name_format,) if name_format else NAME_FORMATS
     index = index_audio_files(audio_dir)
     rows, absent, total = [], [], 0
-    for split in _check_splits(splits):
+    for split in check_choices(splits, AUDIOCAPS_SPLITS, "AudioCaps splits"):
         df = read_audiocaps_csv(root / f"{split}.csv")
         for (ytid, start), group in df.groupby(["youtube_id", "start_time"], sort=False):
             total += 1
@@ -151,7 +145,7 @@ def prepare_audiocaps(csv_dir: str | os.PathLike | None, audio_dir: str | os.Pat
                 "start_time": start_s,
                 "audiocap_ids": list(group["audiocap_id"]),
             })
-    _drop_or_raise(absent, total, "AudioCaps clips", missing,
+    report_missing_audio(absent, total, "AudioCaps clips", missing,
                    f"check the audio folder {audio_dir} and name_format")
     info = {"name": "AudioCaps", "version": "1.0", "source": f"github.com/cdjkim/audiocaps@"
             f"{AUDIOCAPS_COMMIT}", "licence": _LICENCE, "clips_without_audio": len(absent)}

@@ -13,49 +13,41 @@ Splits as in paper 4: development -> ``train`` (3,839 clips), validation -> ``va
     <target>/archives/clotho_audio_<split>.7z
     <target>/audio/<split>/<file_name>.wav
 
-The helpers :func:`index_audio_files` and :func:`write_caption_corpus` are shared with the
-AudioCaps and WavCaps modules.
+The steps shared with the AudioCaps and WavCaps recipes live in :mod:`zskit.data.prepare`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import pandas as pd
 
 from zskit.data.download import RemoteFile, UnsafeArchiveError, download
-from zskit.data.manifest import (
-    MANIFEST_NAME,
-    METADATA_NAME,
-    join_list,
-    split_list,
-    write_json,
-    write_manifest,
+from zskit.data.manifest import split_list
+from zskit.data.prepare import (
+    check_choices,
+    check_missing_policy,
+    corpus_root,
+    index_audio_files,
+    report_missing_audio,
+    write_caption_corpus,
 )
-from zskit.errors import ConfigError, DataError, missing_dependency
-from zskit.paths import data_root
+from zskit.errors import DataError, missing_dependency
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
     "CLOTHO_FILES",
     "CLOTHO_SPLITS",
     "download_clotho",
     "extract_7z",
-    "index_audio_files",
     "prepare_clotho",
     "read_clotho_csv",
-    "write_caption_corpus",
 ]
-
-log = logging.getLogger(__name__)
 
 _ZENODO = "https://zenodo.org/records/4783391/files/"
 _LICENCE = ("Clotho: see the LICENSE of Zenodo record 4783391; audio from Freesound under each "
@@ -82,103 +74,7 @@ CLOTHO_FILES: dict[str, dict[str, RemoteFile]] = {
             for kind, md5 in digests.items()}
     for split, digests in _MD5.items()
 }
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 _MARKER = ".zskit-clotho-audio"
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared helpers for caption data sets
-
-
-def index_audio_files(audio_dir: str | os.PathLike,
-                      extensions: Sequence[str] = AUDIO_EXTENSIONS) -> dict[str, Path]:
-    """Every audio file under ``audio_dir`` (recursively) by file name and by stem.
-
-    A stem that occurs twice (the same clip in two formats or folders) keeps its first file in
-    sorted order.
-    """
-    root = Path(audio_dir)
-    if not root.is_dir():
-        raise DataError(f"audio folder {root} does not exist; download or copy the audio there "
-                        "first, or pass the folder that holds it.")
-    index: dict[str, Path] = {}
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in extensions and path.is_file():
-            index.setdefault(path.name, path)
-            index.setdefault(path.stem, path)
-    return index
-
-
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(path.resolve())  # outside the corpus folder: kept absolute
-
-
-def write_caption_corpus(rows: list[dict[str, Any]], out_dir: str | os.PathLike,
-                         info: dict[str, Any]) -> Path:
-    """Write a caption corpus folder: ``manifest.csv`` and ``metadata.json``; returns the folder.
-
-    ``rows`` hold ``clip_id``, ``path`` (absolute), ``split`` and ``captions`` (a list), plus any
-    extra columns (``keywords`` as a list). Captions become ``caption_1`` ... ``caption_k`` (k the
-    most of any clip; shorter lists are padded with empty cells). The corpus has no classes.
-    """
-    out = Path(out_dir)
-    if not rows:
-        raise DataError(f"no clip to write into {out}: every clip lacked its audio or captions. "
-                        "Check the audio folder.")
-    n_cap = max(len(r["captions"]) for r in rows)
-    table = []
-    for r in rows:
-        row = {"clip_id": r["clip_id"], "path": _relative(Path(r["path"]), out),
-               "split": r["split"], "labels": ""}
-        row.update({f"caption_{k + 1}": (r["captions"][k] if k < len(r["captions"]) else "")
-                    for k in range(n_cap)})
-        for key, value in r.items():
-            if key not in ("clip_id", "path", "split", "captions"):
-                row[key] = join_list(value) if isinstance(value, (list, tuple)) else value
-        table.append(row)
-    df = pd.DataFrame(table)
-    dup = df["clip_id"][df["clip_id"].duplicated()]
-    if len(dup):
-        raise DataError(f"clip ids {sorted(set(dup))[:5]} occur twice; the source lists a clip "
-                        "twice, drop the duplicates first.")
-    write_manifest(df, out / MANIFEST_NAME)
-    splits = {s: int((df["split"] == s).sum()) for s in dict.fromkeys(df["split"])}
-    write_json(out / METADATA_NAME, {**info, "classes": [], "n_clips": len(df), "splits": splits,
-                                     "captions_per_clip": n_cap,
-                                     "files": {"manifest": MANIFEST_NAME}})
-    log.info("wrote %d clips (%s) to %s", len(df), splits, out)
-    return out
-
-
-def _drop_or_raise(missing: list[str], total: int, what: str, policy: str, hint: str) -> None:
-    if not missing:
-        return
-    if policy == "raise":
-        raise DataError(f"{len(missing)} of {total} {what} have no audio file (first: "
-                        f"{missing[:3]}); {hint} or pass missing='drop'.")
-    log.warning("%d of %d %s have no audio file and are left out (first: %s)", len(missing),
-                total, what, missing[:3])
-
-
-def _check_policy(missing: str) -> None:
-    if missing not in ("raise", "drop"):
-        raise ConfigError(f"missing={missing!r}; use 'raise' or 'drop'.")
-
-
-# ---------------------------------------------------------------------------------------------
-# Clotho
-
-
-def _check_splits(splits: Iterable[str]) -> list[str]:
-    splits = list(splits)
-    bad = [s for s in splits if s not in CLOTHO_SPLITS]
-    if bad or not splits:
-        raise ConfigError(f"Clotho splits {bad or splits} unknown; choose from "
-                          f"{list(CLOTHO_SPLITS)}.")
-    return splits
 
 
 def extract_7z(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
@@ -227,8 +123,8 @@ def download_clotho(target_dir: str | os.PathLike | None = None,
                     progress: bool = True) -> Path:
     """Download ClothoV2.1 (CSVs, and the audio unless ``audio=False``) into ``target_dir``
     (default ``data_root()/clotho``), verified by MD5; unpack the audio. Safe to re-run."""
-    root = Path(target_dir) if target_dir is not None else data_root() / "clotho"
-    for split in _check_splits(splits):
+    root = corpus_root(target_dir, "clotho")
+    for split in check_choices(splits, CLOTHO_SPLITS, "Clotho splits"):
         files = CLOTHO_FILES[split]
         for kind in ("captions", "metadata"):
             download(files[kind], root / "csv", progress=progress)
@@ -266,9 +162,9 @@ def prepare_clotho(target_dir: str | os.PathLike | None = None,
     ``<target>/audio/<split>/`` (any folder under ``<target>`` is searched by file name).
     ``out_dir`` defaults to ``target_dir``. ``missing``: "raise" or "drop" clips without audio.
     """
-    _check_policy(missing)
-    root = Path(target_dir) if target_dir is not None else data_root() / "clotho"
-    splits = _check_splits(splits)
+    check_missing_policy(missing)
+    root = corpus_root(target_dir, "clotho")
+    splits = check_choices(splits, CLOTHO_SPLITS, "Clotho splits")
     audio = index_audio_files(root / "audio" if (root / "audio").is_dir() else root)
     rows, absent, total = [], [], 0
     for split in splits:
@@ -299,7 +195,7 @@ def prepare_clotho(target_dir: str | os.PathLike | None = None,
                 "sound_link": extra.get("sound_link", ""),
                 "license": extra.get("license", ""),
             })
-    _drop_or_raise(absent, total, "Clotho clips", missing,
+    report_missing_audio(absent, total, "Clotho clips", missing,
                    f"run download_clotho({str(root)!r}) or unpack the archives into {root}/audio")
     info = {"name": "ClothoV2.1", "source": _ZENODO.rsplit("/files/", 1)[0], "licence": _LICENCE,
             "clotho_splits": {s: CLOTHO_SPLITS[s] for s in splits}}

@@ -19,7 +19,6 @@ the test classes. Three rules, combined by :func:`exclusion_table`:
 from __future__ import annotations
 
 import difflib
-import json
 import logging
 import os
 import re
@@ -31,6 +30,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from zskit.data.prepare import read_json_file
 from zskit.errors import ConfigError, DataError
 from zskit.paths import project_root
 
@@ -150,15 +150,8 @@ class Ontology:
             from zskit.data.audioset import audioset_file
 
             path = audioset_file("ontology.json")
-        path = Path(path)
-        try:
-            entries = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DataError(f"Ontology file {path} does not exist; see "
-                            "zskit.data.audioset.audioset_file.") from None
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path} is not valid JSON ({err}); delete it and fetch it "
-                            "again.") from None
+        entries = read_json_file(path, "see zskit.data.audioset.audioset_file",
+                                 "delete it and fetch it again")
         if not isinstance(entries, list):
             raise DataError(f"{path} must hold a JSON list of nodes; fetch the official file.")
         return cls.from_json(entries)

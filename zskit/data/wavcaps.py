@@ -14,21 +14,24 @@ evaluation set (e.g. Clotho's evaluation clips among the FreeSound ones).
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from zskit.data.clotho import _check_policy, _drop_or_raise, index_audio_files, write_caption_corpus
 from zskit.data.download import RemoteFile, download
-from zskit.errors import ConfigError, DataError
-from zskit.paths import data_root
+from zskit.data.prepare import (
+    check_choices,
+    check_missing_policy,
+    corpus_root,
+    index_audio_files,
+    read_json_file,
+    report_missing_audio,
+    write_caption_corpus,
+)
+from zskit.errors import DataError
 
 __all__ = ["WAVCAPS_FILES", "WAVCAPS_REVISION", "WAVCAPS_SOURCES", "download_wavcaps",
            "prepare_wavcaps", "read_wavcaps_json"]
-
-log = logging.getLogger(__name__)
 
 #: The revision of huggingface.co/datasets/cvssp/WavCaps whose JSON files are used.
 WAVCAPS_REVISION = "85a0c21e26fa7696a5a74ce54fada99a9b43c6de"
@@ -44,38 +47,23 @@ WAVCAPS_FILES: dict[str, RemoteFile] = {
 }
 
 
-def _check_sources(sources: Iterable[str]) -> list[str]:
-    sources = list(sources)
-    bad = [s for s in sources if s not in WAVCAPS_SOURCES]
-    if bad or not sources:
-        raise ConfigError(f"WavCaps sources {bad or sources} unknown; choose from "
-                          f"{list(WAVCAPS_SOURCES)}.")
-    return sources
-
-
 def download_wavcaps(target_dir: str | os.PathLike | None = None,
                      sources: Iterable[str] = tuple(WAVCAPS_SOURCES), *,
                      progress: bool = True) -> Path:
     """Download the JSON metadata into ``target_dir/json_files/<source>/`` (default
     ``data_root()/wavcaps``). The audio is not fetched: see the module docstring."""
-    root = Path(target_dir) if target_dir is not None else data_root() / "wavcaps"
-    for source in _check_sources(sources):
+    root = corpus_root(target_dir, "wavcaps")
+    for source in check_choices(sources, WAVCAPS_SOURCES, "WavCaps sources"):
         download(WAVCAPS_FILES[source], root / "json_files" / source, progress=progress)
     return root
 
 
 def read_wavcaps_json(path: str | os.PathLike) -> list[dict]:
     """The ``data`` list of one WavCaps JSON file, each entry with ``id`` and ``caption``."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist; run download_wavcaps() or copy the WavCaps "
-                        "json_files there.") from None
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path} is not valid JSON ({err}); download it again.") from None
+    data = read_json_file(path, "run download_wavcaps() or copy the WavCaps json_files there")
     entries = data.get("data") if isinstance(data, dict) else None
-    if not isinstance(entries, list) or any("id" not in e or "caption" not in e for e in entries):
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and "id" in e and "caption" in e for e in entries):
         raise DataError(f"{path} is not a WavCaps metadata file: expected "
                         '{"data": [{"id": ..., "caption": ...}, ...]}.')
     return entries
@@ -95,13 +83,13 @@ def prepare_wavcaps(json_dir: str | os.PathLike | None, audio_dir: str | os.Path
     ``data_root()/wavcaps``). ``exclude``: ids (with or without ``.wav``) to leave out.
     ``missing``: "drop" (default) or "raise" for clips without an audio file.
     """
-    _check_policy(missing)
-    root = Path(json_dir) if json_dir is not None else data_root() / "wavcaps"
+    check_missing_policy(missing)
+    root = corpus_root(json_dir, "wavcaps")
     audio_root = Path(audio_dir)
     index = index_audio_files(audio_root)
     skip = {_stem(x) for x in exclude}
     rows, absent, total, excluded = [], [], 0, 0
-    for source in _check_sources(sources):
+    for source in check_choices(sources, WAVCAPS_SOURCES, "WavCaps sources"):
         name = WAVCAPS_SOURCES[source]
         path = next((p for p in (root / "json_files" / source / name, root / source / name,
                                  root / name) if p.is_file()), root / "json_files" / source / name)
@@ -130,7 +118,7 @@ def prepare_wavcaps(json_dir: str | os.PathLike | None, audio_dir: str | os.Path
                 "source": source,
                 "duration": float(entry.get("duration") or 0.0),
             })
-    _drop_or_raise(absent, total, "WavCaps clips", missing,
+    report_missing_audio(absent, total, "WavCaps clips", missing,
                    f"check the audio folder {audio_root}")
     info = {"name": "WavCaps", "source": f"huggingface.co/datasets/cvssp/WavCaps@{WAVCAPS_REVISION}",
             "licence": _LICENCE, "sources": list(sources), "excluded": excluded,
