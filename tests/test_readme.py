@@ -12,7 +12,7 @@ def readme_commands() -> dict[str, str]:
     """The `command` cell of each row of the README's "Three commands" table."""
     text = (ROOT / "README.md").read_text()
     section = text.split("## Three commands", 1)[1].split("\n## ", 1)[0]
-    rows = re.findall(r"^\| (set up|main job|tests) \| `([^`]+)` \|", section, re.M)
+    rows = re.findall(r"^\| (set up|main job|tests) \| `([^`]+)` \|", section, re.MULTILINE)
     return dict(rows)
 
 
@@ -41,8 +41,8 @@ def setup_text() -> str:
 def test_setup_installs_the_lock_file_that_pins_torch():
     lock = re.search(r"-r (\S+)", setup_text()).group(1)
     pins = (ROOT / lock).read_text()
-    assert re.search(r"^torch==2\.11\.0$", pins, re.M), f"{lock} must pin the tested torch"
-    assert re.search(r"^torchaudio==2\.11\.0$", pins, re.M), f"{lock} must pin the tested torchaudio"
+    assert re.search(r"^torch==2\.11\.0$", pins, re.MULTILINE), f"{lock} must pin the tested torch"
+    assert re.search(r"^torchaudio==2\.11\.0$", pins, re.MULTILINE), f"{lock} must pin the tested torchaudio"
     assert "pyaudio" not in pins.lower().replace("drops `pyaudio`", ""), f"{lock} must not pull pyaudio"
 
 
