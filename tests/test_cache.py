@@ -20,11 +20,12 @@ from torch import nn
 import zskit.cache as cache_mod
 import zskit.fileio as fileio_mod
 from zskit.audio import load_audio
-from zskit.cache import EmbeddingCache, embed_manifest
+from zskit.cache import EmbeddingCache, embed_manifest, rank_shards
 from zskit.data.manifest import load_corpus, write_manifest
 from zskit.encoders.base import AudioEncoder, EncoderOutput, check_waveforms
 from zskit.errors import AudioLoadError, ConfigError, DataError
 from zskit.fileio import write_json
+from zskit.train import DistInfo
 
 SR = 8000
 
@@ -383,3 +384,22 @@ def test_yamnet_activation_clamp_is_part_of_the_key(clips, tmp_path):
     assert not hasattr(clamped, "set_activation_clamp"), "the clamp must be set through cfg only"
     keys = [EmbeddingCache(m, clips, cache_dir=tmp_path).key for m in (clamped, loose)]
     assert keys[0] != keys[1], "clamped and unclamped YAMNet share a cache key"
+
+
+@pytest.mark.parametrize("n_shards, world", [(6, 2), (7, 3), (2, 4), (1, 1)])
+def test_every_shard_has_exactly_one_rank(n_shards, world):
+    shards = [(2 * i, 2 * i + 2) for i in range(n_shards)]
+    owned = [s for rank in range(world) for s in rank_shards(shards, DistInfo(rank, world))]
+    assert sorted(owned) == shards, f"{world} ranks cover {sorted(owned)}, not {shards}"
+
+
+def test_merge_names_a_missing_shard_and_the_shared_folder_it_needs(clips, tmp_path):
+    cache = EmbeddingCache(StatsEncoder(), clips, cache_dir=tmp_path, batch_size=2, shard_size=4,
+                           progress=False, device="cpu")
+    shards = [(0, 4), (4, 8), (8, 12)]
+    cache.directory.mkdir(parents=True)
+    cache._embed_shards(shards[:2], owned_rows=8, progress=False)  # as if rank 1's shard were elsewhere
+    with pytest.raises(DataError, match="shared by all ranks") as err:
+        cache._merge(shards, DistInfo(0, 2))
+    assert "rows 8-12" in str(err.value), f"the message should name the shard: {err.value}"
+    assert not cache.complete, "a failed merge must not mark the cache complete"

@@ -1,4 +1,5 @@
-"""DDP under torchrun: sharding as DistributedSampler does; a 2-process gloo run on 127.0.0.1."""
+"""torchrun on 127.0.0.1 with 2 gloo processes: DDP training equals a single process, and sharded
+embedding extraction merges into the single-process cache; sharding as DistributedSampler does."""
 
 from __future__ import annotations
 
@@ -9,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from test_cache import StatsEncoder, _write_clips
 from torch import nn
 from torch.utils.data import DistributedSampler
 
+from zskit.cache import embed_manifest
 from zskit.train import DistInfo, TrainConfig, fit, shard_indices
 from zskit.train.batches import TensorBatches
 
@@ -57,10 +61,48 @@ cleanup_distributed()
 """
 
 
+EMBED_WORKER = """
+import sys
+from pathlib import Path
+import numpy as np, torch.distributed as dist
+from zskit.cache import embed_manifest
+from zskit.train import cleanup_distributed
+from test_cache import StatsEncoder
+
+out = Path(sys.argv[1])
+paths = sorted((out / "audio").glob("*.wav"))
+encoder = StatsEncoder()
+emb = embed_manifest(encoder, paths, cache_dir=out / "cache", batch_size=2, shard_size=2,
+                     progress=False, device="cpu")
+rank = dist.get_rank()
+np.save(out / f"emb_rank{rank}.npy", np.asarray(emb))
+(out / f"calls_rank{rank}.txt").write_text(str(encoder.calls))
+cleanup_distributed()
+"""
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _torchrun(worker: str, folder: Path) -> None:
+    """Run ``worker`` (Python source) as 2 gloo processes on 127.0.0.1 with ``folder`` as argv[1]."""
+    script = folder / "worker.py"
+    script.write_text(worker)
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
+    }
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
+        str(script), str(folder),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90, check=False)
+    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
 
 
 @pytest.mark.parametrize("n, world", [(10, 2), (11, 2), (7, 3), (2, 4)])
@@ -93,20 +135,7 @@ def test_rank_batches_together_form_the_global_batch():
 
 @pytest.mark.timeout(120)
 def test_two_process_gloo_run_matches_single_process(tmp_path):
-    script = tmp_path / "worker.py"
-    script.write_text(WORKER)
-    env = {
-        **os.environ,
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(TESTS), str(TESTS.parent)]),
-    }
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-        "--master_addr", "127.0.0.1", "--master_port", str(_free_port()),
-        str(script), str(tmp_path),
-    ]  # fmt: skip
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=90, check=False)
-    assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stderr[-3000:]}"
+    _torchrun(WORKER, tmp_path)
 
     x, y = make_data()
     one_process = dataclasses.replace(CONFIG, batch_size=16)  # the same global batch
@@ -127,3 +156,22 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
         assert len(ckpt["rng"]) == 2, "the checkpoint must hold both ranks' RNG states"
         written = sorted(p.name for p in (tmp_path / name).iterdir())
         assert written == ["checkpoint.pt", "model.pt"], f"{name}: unexpected files {written}"
+
+
+@pytest.mark.timeout(120)
+def test_two_process_embedding_merges_into_the_single_process_cache(tmp_path):
+    paths = _write_clips(tmp_path / "audio", 11, (0.1, 0.4))  # 6 shards of 2 rows (the last: 1)
+    _torchrun(EMBED_WORKER, tmp_path)
+    alone = StatsEncoder()
+    reference = embed_manifest(alone, paths, cache_dir=tmp_path / "alone", batch_size=2,
+                               shard_size=2, progress=False, device="cpu")
+    for rank in (0, 1):
+        got = np.load(tmp_path / f"emb_rank{rank}.npy")
+        np.testing.assert_array_equal(got, reference,
+                                      err_msg=f"rank {rank}: sharded cache != single process")
+        calls = int((tmp_path / f"calls_rank{rank}.txt").read_text())
+        assert calls == 3, f"rank {rank} ran the encoder {calls} times; its 3 shards need 3"
+    assert alone.calls == 6, f"the single process needs 6 calls, made {alone.calls}"
+    (folder,) = (tmp_path / "cache" / "statsencoder").iterdir()
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == ["complete.json", "embeddings.npy", "key.json"], f"after the merge: {left}"

@@ -111,6 +111,27 @@ def test_ap_matches_brute_force_with_ties():
         assert ours == pytest.approx(brute_force_ap(y, s), abs=1e-12), f"y={y} s={s}"
 
 
+def test_ap_over_several_class_blocks_matches_sklearn_and_leaves_input_alone():
+    """More classes than one sorting block, float32 scores with ties and infinities, a
+    column-major score matrix (whose per-block copy must not sort the caller's array)."""
+    rng = np.random.default_rng(4)
+    n, c = 300, 150
+    y = rng.random((n, c)) < rng.uniform(0.01, 0.3, c)
+    y[0] = True  # every class has a positive
+    s = np.round(rng.normal(size=(n, c)) + y, 1).astype(np.float32)
+    s[5, :40], s[6, 20:60] = np.inf, -np.inf
+    s = np.asfortranarray(s)
+    mask = rng.random((n, c)) < 0.7
+    mask[0] = True
+    before = s.copy()
+    finite = np.clip(s, -1e38, 1e38)  # the same order, for sklearn, which refuses infinity
+    for m in (np.ones_like(mask), mask):
+        ours = average_precision_per_class(y, s, None if m.all() else m)
+        np.testing.assert_allclose(ours, sklearn_ap(y, finite, m), atol=1e-12,
+                                   err_msg="AP differs from sklearn across class blocks")
+    np.testing.assert_array_equal(s, before, err_msg="average_precision_per_class changed y_score")
+
+
 def test_map_is_macro_over_classes_with_positives(tagging_data):
     y, s, mask = tagging_data
     ref = np.nanmean(sklearn_ap(y, s, mask))

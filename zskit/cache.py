@@ -28,6 +28,12 @@ The key hashes:
 
 Batch size, shard size, device and worker count are not part of the key: they must not change the
 results (encoders honour ``lengths``, so padding does not leak into embeddings).
+
+Under ``torchrun`` (one process per GPU or node) :meth:`EmbeddingCache.compute` splits the work:
+rank r embeds shards r, r + W, r + 2W, ... of the W ranks into the shared cache folder, all ranks
+wait for each other, rank 0 merges the shards into the one cache, and every rank returns the same
+memory map. The cache folder must be on a file system that every rank sees (a shared disk or one
+node); the result is identical to a single-process run.
 """
 
 from __future__ import annotations
@@ -55,12 +61,14 @@ from zskit.devices import module_device, resolve_amp, resolve_device
 from zskit.errors import AudioLoadError, ConfigError, DataError
 from zskit.fileio import atomic_write, write_json
 from zskit.paths import data_root
+from zskit.train.distributed import DistInfo, barrier, setup_distributed
 
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "EmbeddingCache",
     "embed_manifest",
     "files_digest",
+    "rank_shards",
     "state_dict_digest",
 ]
 
@@ -266,20 +274,34 @@ class EmbeddingCache:
         return self._open(LOGITS_FILE)
 
     def compute(self) -> EmbeddingCache:
-        """Embed the rows whose shards are missing, then merge; a complete cache costs nothing."""
+        """Embed the rows whose shards are missing, then merge; a complete cache costs nothing.
+
+        Under ``torchrun`` every rank calls this: each embeds its share of the shards, then rank 0
+        merges them (see the module docstring); without torchrun one process does everything.
+        """
         if self.complete:
             log.info("embedding cache hit: %s", self.directory)
             return self
+        dist = setup_distributed(self.device.type)
+        if dist.enabled and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", dist.local_rank)
         self.directory.mkdir(parents=True, exist_ok=True)
-        write_json(self.directory / KEY_FILE, {
-            "key": self.key, "parts": self.parts, "paths": [str(p) for p in self.paths]})
+        if dist.is_main:
+            write_json(self.directory / KEY_FILE, {
+                "key": self.key, "parts": self.parts, "paths": [str(p) for p in self.paths]})
         shards = [(a, min(a + self.shard_size, len(self))) for a in range(0, len(self),
                                                                           self.shard_size)]
-        missing = [s for s in shards if not self._shard_done(s)]
-        if missing:
-            log.info("embedding %d of %d shards into %s", len(missing), len(shards), self.directory)
-            self._embed_shards(missing)
-        self._merge(shards)
+        owned = rank_shards(shards, dist)
+        mine = [s for s in owned if not self._shard_done(s)]
+        if mine:
+            log.info("rank %d: embedding %d of %d shards into %s", dist.rank, len(mine),
+                     len(shards), self.directory)
+            self._embed_shards(mine, owned_rows=sum(b - a for a, b in owned),
+                               progress=self.progress and dist.is_main)
+        barrier(dist)  # every shard is on disk
+        if dist.is_main:
+            self._merge(shards, dist)
+        barrier(dist)  # the merged cache is in place for every rank
         return self
 
     # -- internals -------------------------------------------------------------------------------
@@ -361,14 +383,16 @@ class EmbeddingCache:
         emb = mean([e for e, _ in outs])
         return emb, None if outs[0][1] is None else mean([g for _, g in outs])
 
-    def _embed_shards(self, missing: list[tuple[int, int]]) -> None:
+    def _embed_shards(self, missing: list[tuple[int, int]], owned_rows: int, progress: bool
+                      ) -> None:
+        """Embed the ``missing`` shards; the progress bar counts this rank's ``owned_rows``."""
         encoder = self.encoder
         was_training, origin = encoder.training, module_device(encoder)
         batches = [list(range(a, min(a + self.batch_size, stop)))
                    for start, stop in missing for a in range(start, stop, self.batch_size)]
         todo = sum(stop - start for start, stop in missing)
-        bar = tqdm(total=len(self), initial=len(self) - todo, unit="clip",
-                   desc=f"embed {self.name}", disable=not self.progress)
+        bar = tqdm(total=owned_rows, initial=owned_rows - todo, unit="clip",
+                   desc=f"embed {self.name}", disable=not progress)
         loaded = self._load_batches(batches)
         shard_iter = iter(missing)
         shard, emb_buf, logit_buf = None, None, None
@@ -401,12 +425,20 @@ class EmbeddingCache:
             if origin is not None:
                 encoder.to(origin)
 
-    def _merge(self, shards: list[tuple[int, int]]) -> None:
+    def _merge(self, shards: list[tuple[int, int]], dist: DistInfo) -> None:
         """Stream the shards into one ``.npy`` per output, move it into place, mark complete.
 
         Plain appends after a ``.npy`` header rather than writes into a memmap: a memmap keeps every
         written page resident in this process, so its RSS would grow with N.
         """
+        absent = [s for s in shards if not self._shard_done(s)]
+        if absent:
+            where = (f"the other {dist.world_size - 1} ranks wrote them where this one cannot "
+                     "see them: put cache_dir on a file system shared by all ranks"
+                     if dist.enabled else "delete the folder and embed again")
+            raise DataError(f"{len(absent)} of {len(shards)} shards are missing from "
+                            f"{self.directory} (first: rows {absent[0][0]}-{absent[0][1]}); "
+                            f"{where}.")
         outputs = [("emb", EMBEDDINGS_FILE)] + ([("logits", LOGITS_FILE)] if self.store_logits
                                                 else [])
         for kind, filename in outputs:
@@ -429,6 +461,13 @@ class EmbeddingCache:
         for pattern in ("emb_*.npy", "logits_*.npy"):  # includes shards of other shard sizes
             for path in self.directory.glob(pattern):
                 path.unlink(missing_ok=True)
+
+
+def rank_shards(shards: Sequence[tuple[int, int]], dist: DistInfo) -> list[tuple[int, int]]:
+    """This rank's shards: every ``world_size``-th from ``rank``, chosen from the full list (not
+    from the missing ones, which ranks could see at different moments) so that each shard has
+    exactly one owner."""
+    return list(shards[dist.rank::dist.world_size])
 
 
 def embed_manifest(encoder: nn.Module,

@@ -52,6 +52,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+_AP_BLOCK = 64  # classes sorted together by average_precision_per_class
+
 
 def _as_2d(name: str, array: np.ndarray) -> np.ndarray:
     a = to_numpy(array)
@@ -68,63 +70,91 @@ def _as_2d(name: str, array: np.ndarray) -> np.ndarray:
 def _tagging_inputs(
     y_true: np.ndarray, y_score: np.ndarray | None, mask: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Check shapes and return (binary truth, scores, known-entry mask) as 2-D arrays."""
+    """Check shapes and return (binary truth, scores, known-entry mask) as 2-D arrays.
+
+    Scores keep a float32 or float64 dtype (other dtypes become float64): comparisons, the only
+    thing the rank-based metrics do with them, are exact in either. The checks make elementwise
+    passes only, so they cost little beside the metrics on large matrices.
+    """
     truth = _as_2d("y_true", y_true)
-    if mask is None:
-        known = np.ones(truth.shape, dtype=bool)
-    else:
-        known = _as_2d("mask", mask).astype(bool)
+    known = None
+    if mask is not None:
+        known = _as_2d("mask", mask).astype(bool, copy=False)
         if known.shape != truth.shape:
             raise ConfigError(
                 f"mask has shape {known.shape} but y_true has {truth.shape}; pass one mask entry "
                 "per (clip, class)."
             )
-    values = np.unique(truth[known])
-    if not np.isin(values, (0, 1)).all():
-        raise ConfigError(
-            f"y_true must hold 0/1 labels where mask is True, found values {values[:5].tolist()}; "
-            "binarise the labels and mark unknown entries with mask=False."
-        )
+    if truth.dtype == bool:
+        pos = truth
+    else:
+        pos = truth == 1
+        binary = pos | (truth == 0)
+        if known is not None:
+            binary |= ~known
+        if not binary.all():
+            values = np.unique(truth[~binary])
+            raise ConfigError(
+                "y_true must hold 0/1 labels where mask is True, found values "
+                f"{values[:5].tolist()}; binarise the labels and mark unknown entries with "
+                "mask=False."
+            )
+    if known is None:
+        known = np.ones(truth.shape, dtype=bool)
+    else:
+        pos = pos & known
     score = None
     if y_score is not None:
-        score = _as_2d("y_score", y_score).astype(np.float64)
+        score = _as_2d("y_score", y_score)
+        if score.dtype not in (np.float32, np.float64):
+            score = score.astype(np.float64)
         if score.shape != truth.shape:
             raise ConfigError(
                 f"y_score has shape {score.shape} but y_true has {truth.shape}; score every "
                 "(clip, class) pair."
             )
-        if np.isnan(score[known]).any():
+        if np.isnan(score).any() and np.isnan(score[known]).any():
             raise ConfigError("y_score holds NaN where mask is True; fix the scorer or mask them.")
-    return (truth == 1) & known, score, known
+    return pos, score, known
 
 
 def average_precision_per_class(
     y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray | None = None
 ) -> np.ndarray:
-    """AP of each class (column); NaN for classes with no positive among the known entries."""
+    """AP of each class (column); NaN for classes with no positive among the known entries.
+
+    AP is the mean over a class's positives of the precision at its score: known positives
+    scoring at least as high, over known clips scoring at least as high (tied scores form one
+    threshold, as in scikit-learn). Only these counts are needed, so each class's known scores
+    are sorted once (numpy's vectorised sort) and its positives looked up in them; nothing is
+    argsorted. Classes go in blocks of ``_AP_BLOCK`` columns, so extra memory stays small.
+    """
     pos, score, known = _tagging_inputs(y_true, y_score, mask)
     assert score is not None
-    n = pos.shape[0]
-    # Unknown entries sort last and carry no weight, so they change no threshold's counts.
-    score = np.where(known, score, -np.inf)
-    order = np.argsort(-score, axis=0, kind="stable")
-    s = np.take_along_axis(score, order, axis=0)
-    tp = np.take_along_axis(pos, order, axis=0).astype(np.float64)
-    fp = np.take_along_axis(known & ~pos, order, axis=0).astype(np.float64)
-    cum_tp = np.cumsum(tp, axis=0)
-    cum_known = cum_tp + np.cumsum(fp, axis=0)
-    precision = np.divide(cum_tp, cum_known, out=np.zeros_like(cum_tp), where=cum_known > 0)
-    # Each row takes the precision at the end of its block of tied scores (one threshold).
-    rows = np.arange(n)[:, None]
-    is_end = np.ones_like(s, dtype=bool)
-    is_end[:-1] = s[:-1] != s[1:]
-    end = np.where(is_end, rows, n - 1)
-    end = np.minimum.accumulate(end[::-1], axis=0)[::-1]
-    precision_at_threshold = np.take_along_axis(precision, end, axis=0)
-    n_pos = pos.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ap = (tp * precision_at_threshold).sum(axis=0) / n_pos
-    return np.where(n_pos > 0, ap, np.nan)
+    n, n_classes = pos.shape
+    ap = np.full(n_classes, np.nan)
+    for a in range(0, n_classes, _AP_BLOCK):
+        cols = slice(a, a + _AP_BLOCK)
+        ranked = np.array(score[:, cols].T, order="C")  # a copy, (classes, clips): sorts fast
+        pos_t = np.ascontiguousarray(pos[:, cols].T)
+        positive_scores = ranked[pos_t]  # class by class
+        n_pos = pos_t.sum(axis=1)
+        if mask is None:
+            n_known = np.full(n_pos.shape, n)
+        else:
+            known_t = np.ascontiguousarray(known[:, cols].T)
+            n_known = known_t.sum(axis=1)
+            # NaN on unknown entries (they sort last, so never count): adding NaN or 0 picked by
+            # the mask is several times quicker than a masked assignment.
+            ranked += np.take(np.array([np.nan, 0.0], ranked.dtype), known_t.view(np.uint8))
+        ranked.sort(axis=1)
+        end = np.cumsum(n_pos)
+        for j in np.flatnonzero(n_pos):
+            p = np.sort(positive_scores[end[j] - n_pos[j] : end[j]])
+            at_least = n_known[j] - np.searchsorted(ranked[j], p, "left")
+            positives_at_least = p.size - np.searchsorted(p, p, "left")
+            ap[a + j] = np.sum(positives_at_least / at_least) / p.size
+    return ap
 
 
 def mean_average_precision(

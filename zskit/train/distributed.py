@@ -1,9 +1,10 @@
 """Distributed data parallel under ``torchrun``: process group, sharding and small collectives.
 
-``fit`` calls :func:`setup_distributed`, which joins the process group that ``torchrun`` describes
-in the environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_ADDR``, ``MASTER_PORT``) with
-gloo on CPU and nccl on CUDA. A single process (no torchrun) runs with world size 1 and no group.
-The group is left open for later ``fit`` calls; end a script with :func:`cleanup_distributed`.
+``fit`` and ``EmbeddingCache.compute`` call :func:`setup_distributed`, which joins the process
+group that ``torchrun`` describes in the environment (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``,
+``MASTER_ADDR``, ``MASTER_PORT``) with gloo on CPU and nccl on CUDA. A single process (no torchrun)
+runs with world size 1 and no group. The group is left open for later calls; end a script with
+:func:`cleanup_distributed`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistInfo", "cleanup_distributed", "setup_distributed", "shard_indices"]
+__all__ = ["DistInfo", "barrier", "cleanup_distributed", "setup_distributed", "shard_indices"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,12 @@ def shard_indices(order: torch.Tensor, rank: int, world_size: int) -> torch.Tens
         repeats = -(-total // len(order))
         order = order.repeat(repeats)[:total]
     return order[rank:total:world_size]
+
+
+def barrier(info: DistInfo) -> None:
+    """Wait until every process gets here (a no-op for one process)."""
+    if info.enabled:
+        dist.barrier()
 
 
 def all_reduce_mean(value: torch.Tensor, info: DistInfo) -> torch.Tensor:

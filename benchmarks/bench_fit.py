@@ -1,0 +1,133 @@
+"""Training a head on cached embeddings: ``fit()``'s tensor fast path against the loops users
+would otherwise write, in one run.
+
+Three loops train the same head (linear, or a 2-layer MLP with 256 hidden units; AdamW, masked BCE)
+on the same in-memory tensors (synthetic clip embeddings and multi-hot labels) for the same number
+of epochs, at several batch sizes:
+
+- ``fit``: ``zskit.train.fit(model, (X, Y))``: index slices of a seeded permutation, no DataLoader;
+- DataLoader: the textbook loop over ``DataLoader(TensorDataset(X, Y), shuffle=True)``, which
+  fetches and collates one example at a time;
+- bare loop: a hand-written loop over index slices of ``torch.randperm`` with nothing else (the
+  floor: no schedule, no loss check, no bookkeeping).
+
+Prints samples/s of each (best of ``--repeats``) and the ratios. The DataLoader's cost is per
+example, the others' per batch, so the gap grows with the batch size and shrinks as the head's own
+compute grows. A first table times the batches alone (one epoch of batches, no training): the
+fast path's ``TensorBatches`` against the DataLoader.
+
+    .venv/bin/python benchmarks/bench_fit.py [--clips 20000] [--dim 512] [--batches 64 256 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+import timeit
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from zskit.losses import masked_bce
+from zskit.train import TrainConfig, fit
+from zskit.train.batches import TensorBatches
+
+
+def make_model(head: str, dim: int, n_classes: int) -> nn.Module:
+    torch.manual_seed(0)
+    if head == "linear":
+        return nn.Linear(dim, n_classes)
+    return nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, n_classes))
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
+               y: torch.Tensor) -> None:
+    loss = masked_bce(model(x), y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
+              lr: float) -> None:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    for epoch in range(epochs):
+        order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        for a in range(0, len(x), batch):
+            idx = order[a:a + batch]
+            train_step(model, optimizer, x.index_select(0, idx), y.index_select(0, idx))
+
+
+def dataloader_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
+                    lr: float) -> None:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+    for _ in range(epochs):
+        for xb, yb in loader:
+            train_step(model, optimizer, xb, yb)
+
+
+def fit_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
+             lr: float) -> None:
+    config = TrainConfig(lr=lr, batch_size=batch, max_epochs=epochs, device="cpu", amp="off",
+                         progress=False, select="last")
+    fit(model, (x, y), config=config)
+
+
+def time_batches(x: torch.Tensor, y: torch.Tensor, batch: int, repeats: int
+                 ) -> tuple[float, float]:
+    """Seconds for one epoch of batches (best of ``repeats``): TensorBatches, DataLoader."""
+    fast = TensorBatches((x, y), batch, device=torch.device("cpu"), shuffle=True)
+    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+    t_fast = min(timeit.repeat(lambda: sum(1 for _ in fast.epoch(0)), number=1, repeat=repeats))
+    t_loader = min(timeit.repeat(lambda: sum(1 for _ in loader), number=1, repeat=repeats))
+    return t_fast, t_loader
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clips", type=int, default=20000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--classes", type=int, default=50)
+    ap.add_argument("--batches", type=int, nargs="+", default=[64, 256, 1024])
+    ap.add_argument("--heads", nargs="+", default=["linear", "mlp"], choices=["linear", "mlp"])
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: steady timings on a machine shared with other work)")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.clips, args.dim, generator=gen)
+    y = (torch.rand(args.clips, args.classes, generator=gen) < 0.1).float()
+    samples = args.clips * args.epochs
+    print(f"torch threads {torch.get_num_threads()}; {args.clips} x {args.dim} embeddings, "
+          f"{args.classes} classes, {args.epochs} epoch(s) per run; samples/s, best of "
+          f"{args.repeats}")
+    print("batches alone: batch | TensorBatches | DataLoader | ratio")
+    for batch in args.batches:
+        t_fast, t_loader = time_batches(x, y, batch, args.repeats)
+        print(f"{batch:19d} | {args.clips / t_fast:13.0f} | {args.clips / t_loader:10.0f} | "
+              f"{t_loader / t_fast:5.0f}x")
+    loops = {"fit": fit_loop, "DataLoader": dataloader_loop, "bare": bare_loop}
+    print("head    batch |        fit | DataLoader |       bare | fit/DataLoader | fit/bare | load")
+    for head in args.heads:
+        for batch in args.batches:
+            best = {name: float("inf") for name in loops}
+            for _ in range(args.repeats):  # interleaved, so load changes hit every loop alike
+                for name, loop in loops.items():
+                    model = make_model(head, args.dim, args.classes)
+                    t0 = time.perf_counter()
+                    loop(model, x, y, batch, args.epochs, args.lr)
+                    best[name] = min(best[name], time.perf_counter() - t0)
+            rate = {name: samples / seconds for name, seconds in best.items()}
+            print(f"{head:<7} {batch:5d} | {rate['fit']:10.0f} | {rate['DataLoader']:10.0f} | "
+                  f"{rate['bare']:10.0f} | {rate['fit'] / rate['DataLoader']:13.1f}x | "
+                  f"{rate['fit'] / rate['bare']:8.3f} | {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
