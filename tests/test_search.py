@@ -108,3 +108,29 @@ def test_audio_search_with_text_queries():
     assert [f["id"].iloc[0] for f in several] == ["rain1", "car1"]
     with pytest.raises(ConfigError, match="non-empty string"):
         engine.search("  ")
+
+
+def test_exact_blocks_fit_the_score_budget_and_give_the_same_results():
+    from zskit.search import SCORE_BUDGET, auto_batch_size
+
+    assert auto_batch_size(10**6) == SCORE_BUDGET // 10**6 and auto_batch_size(10**9) == 1
+    g = torch.Generator().manual_seed(0)
+    queries, items = torch.randn(50, 8, generator=g), torch.randn(300, 8, generator=g)
+    one_block = topk_cosine(queries, items, 5)
+    small_blocks = topk_cosine(queries, items, 5, batch_size=7)
+    torch.testing.assert_close(one_block[0], small_blocks[0])
+    assert torch.equal(one_block[1], small_blocks[1])
+
+
+def test_faiss_nprobe_reaches_the_ivf_index_and_is_refused_elsewhere():
+    faiss = pytest.importorskip("faiss")
+    g = torch.Generator().manual_seed(1)
+    items = torch.randn(400, 16, generator=g)
+    index = EmbeddingIndex(items, backend="faiss", faiss_factory="IVF4,Flat", faiss_nprobe=4)
+    assert faiss.extract_index_ivf(index._faiss).nprobe == 4
+    exact = EmbeddingIndex(items).search(items[:20], 3)
+    assert (index.search(items[:20], 3).indices == exact.indices).all(), "nprobe = all lists is exact"
+    with pytest.raises(ConfigError, match="IVF"):
+        EmbeddingIndex(items, backend="faiss", faiss_nprobe=4)
+    with pytest.raises(ConfigError, match="backend='faiss'"):
+        EmbeddingIndex(items, faiss_nprobe=4)
