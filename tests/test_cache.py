@@ -125,6 +125,26 @@ def test_store_logits_equal_direct_logits(clips, tmp_path):
                                          "complete.json"}, sorted(cache.directory.iterdir())
 
 
+def test_a_complete_cache_with_logits_serves_a_request_without(clips, tmp_path):
+    """Embeddings only, asked after a run that also kept logits: no second pass over the audio.
+    The reverse (logits asked, only embeddings cached) must compute."""
+    kwargs = {"cache_dir": tmp_path, "batch_size": 4, "progress": False, "device": "cpu"}
+    with_logits = EmbeddingCache(StatsEncoder(), clips, store_logits=True, **kwargs).compute()
+    enc = StatsEncoder()
+    plain = EmbeddingCache(enc, clips, **kwargs)
+    assert plain.complete and plain.directory == with_logits.directory
+    np.testing.assert_array_equal(plain.compute().embeddings, with_logits.embeddings)
+    assert enc.calls == 0, f"the encoder ran {enc.calls} times for a cached request"
+    with pytest.raises(ConfigError, match="store_logits=True"):
+        plain.logits  # noqa: B018 (the property raises)
+
+    other = tmp_path / "other"
+    EmbeddingCache(StatsEncoder(), clips, **{**kwargs, "cache_dir": other}).compute()
+    wants_logits = EmbeddingCache(StatsEncoder(), clips, store_logits=True,
+                                  **{**kwargs, "cache_dir": other})
+    assert not wants_logits.complete, "an embeddings-only cache cannot serve logits"
+
+
 def test_encoder_without_logits_is_refused_when_logits_are_asked(clips, tmp_path):
     class NoLogits(StatsEncoder):
         def forward_features(self, waveforms, lengths=None):

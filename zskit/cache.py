@@ -249,9 +249,20 @@ class EmbeddingCache:
             "files": {"count": len(self.paths), "fingerprint": "content" if hash_contents else
                       "size+mtime_ns", "digest": files_digest(self.paths, hash_contents)},
         }
-        self.key = hashlib.sha256(json.dumps(self.parts, sort_keys=True).encode()).hexdigest()[:16]
         root = Path(cache_dir) if cache_dir is not None else data_root() / "cache" / "embeddings"
-        self.directory = root / re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name) / self.key
+        self.key, self.directory = self._locate(root)
+        if not store_logits:  # a complete cache of the same rows that also kept logits serves too
+            self.parts["store_logits"] = True
+            key, directory = self._locate(root)
+            if (directory / COMPLETE_FILE).is_file():
+                self.key, self.directory = key, directory
+            else:
+                self.parts["store_logits"] = False
+
+    def _locate(self, root: Path) -> tuple[str, Path]:
+        """The key of ``self.parts`` and the folder it names under ``root``."""
+        key = hashlib.sha256(json.dumps(self.parts, sort_keys=True).encode()).hexdigest()[:16]
+        return key, root / re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name) / key
 
     def __len__(self) -> int:
         return len(self.paths)

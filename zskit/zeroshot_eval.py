@@ -359,19 +359,14 @@ def embedded_corpus(corpus_dir: Any, audio_encoder: str = "yamnet.audioset", *,
     (computed once, then memory-mapped): the usual way to get a :class:`TaggingData`.
 
     A complete cache of the same clips that also holds logits (notebook 00 writes one for YAMNet)
-    is reused as it is; otherwise only embeddings are computed (not every encoder has logits).
+    is reused as it is (``EmbeddingCache`` looks for one).
     """
     from zskit.cache import EmbeddingCache
     from zskit.data.manifest import load_corpus
 
     corpus = load_corpus(corpus_dir)
     encoder = create_audio_encoder_by_spec(audio_encoder)
-    for store_logits in (True, False):
-        cache = EmbeddingCache(encoder, corpus, cache_dir=cache_dir, progress=progress,
-                               store_logits=store_logits)
-        if cache.complete:
-            break
-    cache.compute()
+    cache = EmbeddingCache(encoder, corpus, cache_dir=cache_dir, progress=progress).compute()
     return TaggingData.from_corpus(corpus, cache.embeddings, use_mask=use_mask,
                                    group_key=group_key)
 
