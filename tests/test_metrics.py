@@ -111,9 +111,14 @@ def test_ap_matches_brute_force_with_ties():
         assert ours == pytest.approx(brute_force_ap(y, s), abs=1e-12), f"y={y} s={s}"
 
 
-def test_ap_over_several_class_blocks_matches_sklearn_and_leaves_input_alone():
+@pytest.mark.parametrize("tile_bytes", [1, 4096, 1 << 18])
+def test_ap_over_several_class_blocks_matches_sklearn_and_leaves_input_alone(
+    tile_bytes, monkeypatch
+):
     """More classes than one sorting block, float32 scores with ties and infinities, a
-    column-major score matrix (whose per-block copy must not sort the caller's array)."""
+    column-major score matrix (whose per-block copy must not sort the caller's array), and
+    transposing copies made of one row per tile, several rows per tile, or one tile."""
+    monkeypatch.setattr("zskit.metrics._AP_TILE_BYTES", tile_bytes)
     rng = np.random.default_rng(4)
     n, c = 300, 150
     y = rng.random((n, c)) < rng.uniform(0.01, 0.3, c)
@@ -130,6 +135,24 @@ def test_ap_over_several_class_blocks_matches_sklearn_and_leaves_input_alone():
         np.testing.assert_allclose(ours, sklearn_ap(y, finite, m), atol=1e-12,
                                    err_msg="AP differs from sklearn across class blocks")
     np.testing.assert_array_equal(s, before, err_msg="average_precision_per_class changed y_score")
+
+
+def test_ap_finds_nan_at_a_known_entry_in_any_block():
+    """NaN is found after sorting (it sorts last); masked-out NaN is fine, known NaN is not."""
+    rng = np.random.default_rng(6)
+    y = rng.random((40, 150)) < 0.3
+    s = rng.random((40, 150))
+    mask = np.ones_like(y)
+    s[7, 140], mask[7, 140] = np.nan, False  # a class in the last block
+    assert np.isfinite(average_precision_per_class(y, s, mask)[140]), "masked NaN must be ignored"
+    for m in (None, np.where(np.arange(150) == 140, True, mask)):
+        with pytest.raises(ConfigError, match="NaN"):
+            average_precision_per_class(y, s, m)
+
+
+def test_ap_of_empty_inputs_is_nan():
+    assert np.isnan(average_precision_per_class(np.zeros((0, 3)), np.zeros((0, 3)))).all()
+    assert average_precision_per_class(np.zeros((5, 0)), np.zeros((5, 0))).shape == (0,)
 
 
 def test_map_is_macro_over_classes_with_positives(tagging_data):
