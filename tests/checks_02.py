@@ -2,9 +2,10 @@
 tests/test_notebooks.py).
 
 Always: every ablation reports an mAP (last and averaged) in [0, 1], its cost, and token counts
-that follow the patch settings (overlap 6 gives more tokens than overlap 0). On a default run
-(not smoke) also: every trained model beats the random baseline on the same test clips, and
-structured patchout makes PaSST's training faster, and the keyword model beats twice chance. A smoke run (70 training clips, two epochs) is
+that follow the patch settings (overlap 6 gives more tokens than overlap 0); with several seeds,
+every run's seed spread and seed ensemble. On a default run (not smoke) also: every trained model
+beats the random baseline on the same test clips, structured patchout makes PaSST's training
+faster, and the keyword model beats twice chance. A smoke run (70 training clips, two epochs) is
 too small for those claims: there trained and random mAP are within noise of each other.
 """
 
@@ -38,8 +39,15 @@ def check(metrics: dict[str, Any]) -> None:
         f"overlap 6 must give more patches than overlap 0: {tokens}")
     assert metrics["position_grid"]["audio_grid"] == [12, 101], (
         f"the pictured AST grid should be 12 x 101 (10 s, overlap 6): {metrics['position_grid']}")
-    for run, value in metrics.get("ensembles", {}).items():
+    ensembles = metrics.get("ensembles", {})
+    for run, value in ensembles.items():
         assert _is_map(value), f"ensemble of {run}: {value} is not an mAP"
+    if metrics["settings"]["n_seeds"] > 1:  # several seeds: a spread and an ensemble per run
+        for run, row in ablations.items():
+            assert run in ensembles, f"{run}: no ensemble of its seeds in {sorted(ensembles)}"
+            sd = row["map_last_sd"]
+            assert isinstance(sd, (int, float)) and math.isfinite(sd) and sd >= 0, (
+                f"{run}: seed spread map_last_sd = {sd} with several seeds")
     kw = metrics["keywords"]
     assert 0.0 <= kw["accuracy"] <= 1.0 and kw["test_clips"] > 0, f"keyword results {kw}"
     if metrics.get("smoke"):

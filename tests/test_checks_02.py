@@ -14,11 +14,12 @@ spec.loader.exec_module(checks_02)
 
 
 def good() -> dict:
-    row = {"map_last": 0.30, "map_averaged": 0.32, "train_seconds_per_epoch": 2.0,
+    row = {"map_last": 0.30, "map_averaged": 0.32, "map_last_sd": 0.01, "train_seconds_per_epoch": 2.0,
            "test_clips_per_second": 100.0, "parameters": 1000}
     tokens = {"AST 16x16, overlap 0": 48, "AST 16x16, overlap 6": 95, "AST 64x2, no overlap": 99,
               "PaSST-N, patchout": 48, "PaSST-N, no patchout": 48}
-    return {"smoke": False, "random_map": 0.1, "patchout_speedup": 1.4,
+    return {"smoke": False, "random_map": 0.1, "patchout_speedup": 1.4, "settings": {"n_seeds": 2},
+            "ensembles": {run: 0.33 for run in tokens},
             "position_grid": {"audio_grid": [12, 101]},
             "keywords": {"accuracy": 0.5, "chance": 1 / 35, "test_clips": 100},
             "ablations": {run: {**row, "tokens": n} for run, n in tokens.items()}}
@@ -51,4 +52,14 @@ def test_good_metrics_pass_and_bad_ones_fail():
     bad = copy.deepcopy(good())
     bad["ablations"]["AST 16x16, overlap 0"]["map_last"] = float("nan")
     with pytest.raises(AssertionError, match="not an mAP"):
+        checks_02.check(bad)
+    bad = copy.deepcopy(good())
+    del bad["ensembles"]["PaSST-N, patchout"]
+    with pytest.raises(AssertionError, match="no ensemble"):
+        checks_02.check(bad)
+    bad["settings"]["n_seeds"] = 1  # one seed: no ensembles or spreads to check
+    checks_02.check(bad)
+    bad = copy.deepcopy(good())
+    bad["ablations"]["AST 16x16, overlap 6"]["map_last_sd"] = None
+    with pytest.raises(AssertionError, match="seed spread"):
         checks_02.check(bad)

@@ -54,6 +54,10 @@ __all__ = [
 _WINDOWS = ("hann", "hamming")
 _PAD_MODES = ("reflect", "constant")
 _MEL_SCALES = ("htk", "slaney", "kaldi")
+# torchaudio.compliance.kaldi.fbank's fixed settings that KaldiFbankConfig does not expose
+_KALDI_PREEMPHASIS = 0.97
+_KALDI_LOW_FREQ = 20.0
+_KALDI_BLACKMAN = 0.42
 
 
 def _check_choice(name: str, value: object, choices: tuple) -> None:
@@ -266,7 +270,8 @@ class LinearSpectrogramConfig:
 
 @dataclass(frozen=True)
 class KaldiFbankConfig:
-    """AST's input features: ``torchaudio.compliance.kaldi.fbank`` per clip, then pad/cut and normalise.
+    """AST's input features: Kaldi's filter bank (``torchaudio.compliance.kaldi.fbank``), then
+    pad/cut and normalise.
 
     Defaults are AST's AudioSet recipe (16 kHz, 128 bins, 25 ms Hanning window, 10 ms shift, no
     dither, no energy, ``htk_compat``; 1024 frames for 10 s; mean -4.2677393, std 4.5689974).
@@ -472,18 +477,45 @@ class LinearSpectrogram(nn.Module):
         return spec.reshape(*lead, *spec.shape[-2:])
 
 
+def _kaldi_window(kind: str, length: int, dtype: torch.dtype) -> torch.Tensor:
+    """Kaldi's analysis windows (symmetric), as ``torchaudio.compliance.kaldi`` builds them."""
+    if kind in ("hanning", "povey"):
+        window = torch.hann_window(length, periodic=False, dtype=dtype)
+        return window.pow(0.85) if kind == "povey" else window
+    if kind == "hamming":
+        return torch.hamming_window(length, periodic=False, alpha=0.54, beta=0.46, dtype=dtype)
+    if kind == "rectangular":
+        return torch.ones(length, dtype=dtype)
+    n = torch.arange(length, dtype=dtype) * (2 * math.pi / (length - 1))  # blackman
+    return _KALDI_BLACKMAN - 0.5 * torch.cos(n) + (0.5 - _KALDI_BLACKMAN) * torch.cos(2 * n)
+
+
 class KaldiFbank(nn.Module):
     """AST's filter bank: waveforms ``(B, T)`` or ``(T,)`` -> ``(B, frames, num_mel_bins)``.
 
-    Time comes before frequency (AST's layout). Clips are processed one by one with
-    ``torchaudio.compliance.kaldi.fbank`` (it takes one clip at a time), zero-padded or cut at the
-    end to ``target_length`` frames in the log domain, then normalised (padding becomes
-    ``-norm_mean / (2 * norm_std)``, as in AST). A 1-D input gives ``(1, frames, mel)``.
+    Time comes before frequency (AST's layout). Computes what ``torchaudio.compliance.kaldi.fbank``
+    computes clip by clip (snip-edges framing, per-frame DC removal, pre-emphasis 0.97, the window,
+    a power-of-two FFT, Kaldi's mel banks from 20 Hz to Nyquist, ``log(max(x, eps))``), but for the
+    whole batch in one pass, with the window and mel banks built once as buffers: calling
+    ``fbank`` per clip rebuilds both every time and runs many tiny ops, which made it the slowest
+    step of notebook 02. Only the frames ``target_length`` keeps are computed. Features are
+    zero-padded or cut at the end to ``target_length`` frames in the log domain, then normalised
+    (padding becomes ``-norm_mean / (2 * norm_std)``, as in AST). A 1-D input gives
+    ``(1, frames, mel)``.
     """
 
     def __init__(self, cfg: KaldiFbankConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or KaldiFbankConfig()
+        self.shift = int(self.cfg.sample_rate * self.cfg.frame_shift_ms / 1000)
+        self.n_fft = 1 << (self.cfg.frame_length - 1).bit_length()  # Kaldi: next power of two
+        banks, _ = torchaudio.compliance.kaldi.get_mel_banks(  # fbank's defaults: 20 Hz to
+            self.cfg.num_mel_bins, self.n_fft, float(self.cfg.sample_rate),  # Nyquist, no VTLN
+            _KALDI_LOW_FREQ, 0.0, 100.0, -500.0, 1.0)
+        self.register_buffer("window", _kaldi_window(self.cfg.window_type, self.cfg.frame_length,
+                                                     torch.float32), persistent=False)
+        self.register_buffer("mel_fb", nn.functional.pad(banks, (0, 1)).T.contiguous(),
+                             persistent=False)  # (n_fft // 2 + 1, mels); Kaldi skips Nyquist
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -498,30 +530,46 @@ class KaldiFbank(nn.Module):
                 f"frame ({cfg.frame_length} samples); zero-pad them first (zskit.audio.center_pad)."
             )
         with _no_autocast(x):
-            out = torch.stack([self._one(clip) for clip in x])
+            if cfg.target_length is not None:  # samples of the frames that are kept
+                x = x[:, : (cfg.target_length - 1) * self.shift + cfg.frame_length]
+            out = self._fbank(x)
+            if cfg.target_length is not None and out.shape[1] < cfg.target_length:
+                out = nn.functional.pad(out, (0, 0, 0, cfg.target_length - out.shape[1]))
             if cfg.norm_mean is not None:
                 out = (out - cfg.norm_mean) / (2.0 * cfg.norm_std)
         return out
 
-    def _one(self, clip: torch.Tensor) -> torch.Tensor:
+    def _fbank(self, x: torch.Tensor) -> torch.Tensor:
+        """Kaldi's log filter bank (and energy) of every clip of ``x`` (B, T): (B, frames, bins)."""
         cfg = self.cfg
-        fbank = torchaudio.compliance.kaldi.fbank(
-            clip.unsqueeze(0), sample_frequency=float(cfg.sample_rate),
-            num_mel_bins=cfg.num_mel_bins, frame_length=cfg.frame_length_ms,
-            frame_shift=cfg.frame_shift_ms, window_type=cfg.window_type, dither=cfg.dither,
-            htk_compat=cfg.htk_compat, use_energy=cfg.use_energy,
-        )
-        if cfg.target_length is None:
-            return fbank
-        missing = cfg.target_length - fbank.shape[0]
-        if missing > 0:
-            return nn.functional.pad(fbank, (0, 0, 0, missing))
-        return fbank[: cfg.target_length]
+        frames = x.unfold(-1, cfg.frame_length, self.shift)  # (B, frames, frame_length)
+        if cfg.dither != 0.0:
+            frames = frames + cfg.dither * torch.randn_like(frames)
+        frames = frames - frames.mean(-1, keepdim=True)
+        eps = torch.finfo(torch.float32).eps  # Kaldi's floor, whatever the dtype
+        if cfg.use_energy:  # raw energy, before pre-emphasis, floored at log(1.0) as fbank does
+            energy = frames.pow(2).sum(-1).clamp(min=eps).log().clamp(min=0.0)
+        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
+        window = self.window
+        if x.dtype == torch.float64:  # fbank builds the window in the input's dtype (cheap; no
+            # float64 buffer, which some devices cannot hold)
+            window = _kaldi_window(cfg.window_type, cfg.frame_length, x.dtype).to(x.device)
+        frames = (frames - _KALDI_PREEMPHASIS * previous) * window
+        power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2.0)
+        out = torch.matmul(power, self.mel_fb.to(x.dtype)).clamp(min=eps).log()
+        if cfg.use_energy:  # htk_compat puts the energy last, Kaldi first
+            parts = (out, energy[..., None]) if cfg.htk_compat else (energy[..., None], out)
+            out = torch.cat(parts, dim=-1)
+        return out
 
     def num_frames(self, num_samples: int) -> int:
         """Frames before padding/cutting (Kaldi ``snip_edges``)."""
-        shift = int(self.cfg.sample_rate * self.cfg.frame_shift_ms / 1000)
-        return max(0, 1 + (num_samples - self.cfg.frame_length) // shift)
+        return max(0, 1 + (num_samples - self.cfg.frame_length) // self.shift)
+
+    def extra_repr(self) -> str:
+        c = self.cfg
+        return (f"sr={c.sample_rate}, bins={c.num_mel_bins}, window={c.window_type}, "
+                f"frames={c.target_length}")
 
 
 FrontendConfig = LogMelConfig | KaldiFbankConfig | LinearSpectrogramConfig
