@@ -23,6 +23,10 @@ RUNS = (
     "random init, trained from scratch",
     "audio-pretrained, projection only",
 )
+STARTS = {  # run that trains encoder layers -> the projection-only run whose head it starts from
+    "image-pretrained, last blocks fine-tuned": "image-pretrained, projection only",
+    "random init, trained from scratch": "random init, projection only",
+}
 KEYS = ("R@1", "R@5", "R@10", "mAP@10", "MRR")
 FACTOR = 3.0
 MAX_CHANCE = 0.2
@@ -52,6 +56,11 @@ def check(metrics: dict[str, Any]) -> None:
         f"parameters trained {trained}: projection only < last blocks < from scratch expected")
     for run in RUNS:
         assert cost[run]["seconds_per_epoch"] > 0 and cost[run]["epochs"] >= 1, (run, cost[run])
+    for run, start in STARTS.items():
+        assert cost[run]["started_from"] == start, (run, cost[run].get("started_from"))
+        assert cost[run]["steps"] > cost[start]["steps"] > 0, (
+            f"{run}: {cost[run]['steps']} optimiser steps, {start}: {cost[start]['steps']}; "
+            "fine-tuning must build on the projection-only run's steps")
     captions = metrics["captions_embedded"]
     assert captions["with_noise"] > captions["originals"] > 0, (
         f"{captions}: the caption noise made no new caption")

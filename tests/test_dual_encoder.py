@@ -124,6 +124,25 @@ def test_precomputed_text_with_encode_answers_new_queries():
     assert torch.allclose(emb, direct)
 
 
+def test_load_projections_starts_from_another_models_head():
+    torch.manual_seed(0)
+    trained, fresh = DualEncoder.from_embeddings(6, 5, dim=4), DualEncoder.from_embeddings(6, 5, dim=4)
+    with torch.no_grad():
+        trained.logit_scale.fill_(2.0)
+    audio, text = torch.randn(3, 6), torch.randn(3, 5)
+    assert not torch.allclose(fresh.encode_audio(audio), trained.encode_audio(audio))
+    assert fresh.load_projections(trained) is fresh
+    assert torch.allclose(fresh.encode_audio(audio), trained.encode_audio(audio))
+    assert torch.allclose(fresh.encode_text(text), trained.encode_text(text))
+    assert fresh.logit_scale.item() == 2.0
+    fresh.audio_projection.weight.data.add_(1.0)  # a copy, not shared weights
+    assert not torch.allclose(fresh.encode_audio(audio), trained.encode_audio(audio))
+    with pytest.raises(ConfigError, match="audio_projection"):
+        DualEncoder.from_embeddings(7, 5, dim=4).load_projections(trained)
+    with pytest.raises(ConfigError, match="text_projection"):
+        DualEncoder.from_embeddings(6, 7, dim=4).load_projections(trained)
+
+
 class MeanEncoder(nn.Module):
     """Embeds a waveform as [mean of real samples, number of real samples] (for segmenting)."""
 

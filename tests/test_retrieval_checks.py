@@ -69,7 +69,10 @@ def _metrics_05(smoke=False, r10=0.4):
                        "audio_to_text": _rates(0.1, 0.3, 0.4, 0.2)} for run in runs}
     params = dict(zip(runs, (850_000, 2_300_000, 850_000, 4_200_000, 720_000)))
     cost = {run: {"trained_parameters": params[run], "seconds_per_epoch": 1.5, "epochs": 3,
-                  "best_epoch": 2, "seconds": 5.0} for run in runs}
+                  "best_epoch": 2, "seconds": 5.0, "steps": 270,
+                  "started_from": checks_05.STARTS.get(run, "")} for run in runs}
+    for run in checks_05.STARTS:
+        cost[run]["steps"] = 270 + 36
     rows = {runs[0]: "ResNet (Baseline)", runs[1]: "ResNet (Fine-Tuned)",
             runs[4]: "PANN (Baseline)"}
     figures = []
@@ -92,6 +95,14 @@ def test_check_05_passes_good_metrics_and_fails_bad_ones():
     bad = _metrics_05(smoke=True)
     bad["cost"]["random init, trained from scratch"]["trained_parameters"] = 1_000_000
     with pytest.raises(AssertionError, match="from scratch expected"):
+        checks_05.check(bad)
+    bad = _metrics_05(smoke=True)
+    bad["cost"]["image-pretrained, last blocks fine-tuned"]["steps"] = 8  # the unfair old default
+    with pytest.raises(AssertionError, match="build on the projection-only run's steps"):
+        checks_05.check(bad)
+    bad = _metrics_05(smoke=True)
+    bad["cost"]["random init, trained from scratch"]["started_from"] = ""
+    with pytest.raises(AssertionError, match="trained from scratch"):
         checks_05.check(bad)
     bad = _metrics_05(smoke=True)
     bad["captions_embedded"]["with_noise"] = 900

@@ -20,6 +20,7 @@ from zskit.models.dual_encoder import (
     paper5_config,
 )
 from zskit.models.transfer import (
+    EpochCost,
     ImageAugment,
     ImageInputEncoder,
     MemoEncode,
@@ -129,6 +130,21 @@ def test_memo_encode_calls_the_encoder_once_per_new_caption():
         memo([])
 
 
+def test_epoch_cost_leaves_out_the_first_epoch_and_new_captions():
+    memo = MemoEncode(lambda ts: torch.zeros(len(ts), 2))
+    cost = EpochCost(memo)
+    with pytest.raises(ConfigError, match="callbacks"):
+        _ = cost.seconds_per_epoch
+    memo.seconds = 5.0  # spent before this run: not charged to it
+    cost.on_train_start(None)
+    cost.on_epoch_end(None, {"seconds": 9.0})  # warm-up epoch, left out
+    assert cost.seconds_per_epoch == 9.0  # the only epoch so far
+    memo.seconds = 6.5  # 1.5 s on new captions during the second epoch
+    cost.on_epoch_end(None, {"seconds": 3.5})
+    cost.on_epoch_end(None, {"seconds": 4.0})
+    assert cost.net == [9.0, 2.0, 4.0] and cost.seconds_per_epoch == pytest.approx(3.0)
+
+
 def test_subset_rows_keeps_split_proportions():
     splits = ["train"] * 70 + ["validation"] * 15 + ["test"] * 15
     rows = subset_rows(splits, 40, seed=1)
@@ -155,9 +171,11 @@ def test_items_per_epoch_and_image_training_run_through_fit(tiny_image):
                         dim=4)
     before = {n: p.detach().clone() for n, p in encoder.named_parameters() if p.requires_grad}
     config = paper5_config(max_epochs=2, batch_size=3, progress=False, device="cpu")  # 1 step
+    cost = EpochCost(memo)
     result = fit_dual_encoder(model, pairs, RetrievalPairs(images, captions), config,
-                              items_per_epoch=3)
+                              items_per_epoch=3, callbacks=[cost])
     assert len(result.history) == 2 and result.history["val_loss"].notna().all()
+    assert len(cost.net) == 2 and cost.seconds_per_epoch <= result.history["seconds"].iloc[1]
     assert count_parameters(model) > count_parameters(model.audio_projection)
     changed = [n for n, p in encoder.named_parameters() if n in before
                and not torch.equal(p, before[n])]

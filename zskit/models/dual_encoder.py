@@ -377,6 +377,25 @@ class DualEncoder(nn.Module):
                 groups.extend(layerwise_lr_groups(encoder, elr, layer_decay))
         return groups
 
+    def load_projections(self, other: DualEncoder) -> DualEncoder:
+        """Start from ``other``'s trained projections and temperature; returns ``self``.
+
+        For fine-tuning encoder layers after a projection-only run over the same encoders' frozen
+        features (train the head, then fine-tune): the encoder layers then start from a head that
+        already fits them instead of from random projections, and the fine-tuning run builds on
+        the projection-only run's optimiser steps rather than racing it with far fewer."""
+        for name in ("audio_projection", "text_projection"):
+            try:
+                getattr(self, name).load_state_dict(getattr(other, name).state_dict())
+            except RuntimeError as err:
+                raise ConfigError(
+                    f"the {name}s differ ({err}); build both models with the same dim, "
+                    "projection and encoder embedding sizes"
+                ) from err
+        with torch.no_grad():
+            self.logit_scale.copy_(other.logit_scale)
+        return self
+
     def zero_shot_classifier(self, class_names: Sequence[str],
                              templates: Sequence[str] = DEFAULT_TEMPLATES) -> torch.Tensor:
         """``(C, dim)`` class vectors from prompts (:func:`prompt_classifier`)."""

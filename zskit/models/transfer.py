@@ -20,6 +20,8 @@ stretching. What this module adds for that comparison:
 - :class:`MemoEncode`: a frozen text encoder's ``encode`` that remembers every caption it has
   embedded, so paper 5's on-the-fly text noise (20% of a batch) costs one encoder call per new
   caption, not one per caption per epoch;
+- :class:`EpochCost`: a ``fit`` callback measuring seconds per training epoch net of the text
+  encoder's time on new captions, after a warm-up epoch, for the cost side of the comparison;
 - :func:`subset_rows`: a fixed-size subset of a corpus, kept in proportion per split.
 """
 
@@ -47,6 +49,7 @@ from zskit.models.dual_encoder import unfreeze_last_blocks
 from zskit.paths import data_root
 
 __all__ = [
+    "EpochCost",
     "ImageAugment",
     "ImageInputEncoder",
     "MemoEncode",
@@ -243,6 +246,41 @@ class MemoEncode:
         if not texts:
             raise ConfigError("no texts to encode; pass at least one caption.")
         return torch.stack([self.memory[t] for t in texts])
+
+
+class EpochCost:
+    """A ``fit`` callback: seconds per training epoch, net of the time ``memo`` (a
+    :class:`MemoEncode`) spent embedding captions it had not seen, the first epoch left out.
+
+    The first epoch of a run pays one-off costs (allocator and thread-pool warm-up, lazy loading)
+    that depend on which run comes first, not on what it trains; new noisy captions are remembered
+    across runs, so whichever run meets one first would pay for it. Neither says what a run costs.
+    Pass one per ``fit`` call; read :attr:`seconds_per_epoch` afterwards.
+    """
+
+    def __init__(self, memo: MemoEncode | None = None) -> None:
+        self.memo = memo
+        self.net: list[float] = []  # per epoch: seconds minus the text encoder's seconds
+        self._text_seconds = 0.0
+
+    def _text_now(self) -> float:
+        return self.memo.seconds if self.memo is not None else 0.0
+
+    def on_train_start(self, state: Any) -> None:
+        self._text_seconds = self._text_now()
+
+    def on_epoch_end(self, state: Any, row: dict[str, float]) -> None:
+        now = self._text_now()
+        self.net.append(max(float(row["seconds"]) - (now - self._text_seconds), 0.0))
+        self._text_seconds = now
+
+    @property
+    def seconds_per_epoch(self) -> float:
+        """Mean net seconds of the epochs after the first (of the only epoch, if just one ran)."""
+        if not self.net:
+            raise ConfigError("no epoch has ended yet; pass EpochCost to fit(callbacks=[...]).")
+        timed = self.net[1:] or self.net
+        return max(sum(timed) / len(timed), 1e-6)
 
 
 def subset_rows(splits: Sequence[str], n_clips: int | None, seed: int = 0
