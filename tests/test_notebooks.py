@@ -138,6 +138,23 @@ def test_parameter_schema(path):
         assert p["help"], f"{path.name}: parameter {name!r} has no comment"
 
 
+def test_every_notebook_starts_with_the_same_colab_cell():
+    """The first cell installs zskit on Colab and calls zskit.colab.setup() everywhere; one text for
+    all notebooks, so a fix reaches every one of them."""
+    firsts = {}
+    for path in NOTEBOOKS:
+        first = nbformat.read(path, as_version=4).cells[0]
+        assert first.cell_type == "code" and "colab-setup" in first.metadata.get("tags", []), (
+            f"{path.name}: the first cell must be the code cell tagged 'colab-setup'"
+        )
+        assert '"google.colab" in sys.modules' in first.source, f"{path.name}: no Colab check"
+        assert "from zskit.colab import setup" in first.source, f"{path.name}: no setup() call"
+        firsts[path.name] = first.source
+    assert len(set(firsts.values())) == 1, (
+        f"the Colab cells differ between notebooks: {sorted(firsts)}; copy one to all"
+    )
+
+
 @by_notebook
 def test_committed_without_outputs(path):
     nb = nbformat.read(path, as_version=4)
