@@ -4,8 +4,9 @@ tests/test_notebooks.py).
 Always: every ablation reports an mAP (last and averaged) in [0, 1], its cost, and token counts
 that follow the patch settings (overlap 6 gives more tokens than overlap 0); with several seeds,
 every run's seed spread and seed ensemble. On a default run (not smoke) also: every trained model
-beats the random baseline on the same test clips, structured patchout makes PaSST's training
-faster, and the keyword model beats twice chance. A smoke run (70 training clips, two epochs) is
+beats the random baseline on the same test clips and the keyword model beats twice chance.
+Patchout's speed-up is reported, not asserted: wall-clock ratios from one notebook run on a shared
+machine are not a test (benchmarks/bench_ast.py measures it). A smoke run (70 training clips, two epochs) is
 too small for those claims: there trained and random mAP are within noise of each other.
 """
 
@@ -57,5 +58,5 @@ def check(metrics: dict[str, Any]) -> None:
     for run, row in ablations.items():
         assert row["map_averaged"] > chance, (
             f"{run}: mAP {row['map_averaged']:.4f} does not beat random {chance:.4f}")
-    assert metrics["patchout_speedup"] > 1.0, (
-        f"patchout should make training faster, measured x{metrics['patchout_speedup']:.2f}")
+    assert math.isfinite(metrics["patchout_speedup"]) and metrics["patchout_speedup"] > 0, (
+        f"patchout speed-up {metrics['patchout_speedup']} is not a measured ratio")
