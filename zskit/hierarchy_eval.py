@@ -707,29 +707,21 @@ def attention_figure(attention: torch.Tensor | np.ndarray, fine: torch.Tensor | 
                      coarse_names: Sequence[str] | None = None, title: str = "ResAtt attention"
                      ) -> Any:
     """Plotly heatmap of one clip's attention map ``(F, C)`` (in %), tags labelled with their
-    predicted probabilities (%), the fine tags grouped by parent (paper 3, Fig. 4)."""
-    import plotly.graph_objects as go
+    predicted probabilities (%), the fine tags grouped by parent (paper 3, Fig. 4); drawn by
+    :func:`zskit.viz.attention_map_figure`."""
+    from zskit import viz
 
-    w = np.asarray(attention, dtype=float) * 100
-    p_fine, p_coarse = np.asarray(fine, dtype=float) * 100, np.asarray(coarse, dtype=float) * 100
-    if w.shape != (hierarchy.n_fine, hierarchy.n_coarse):
+    shape = tuple(np.shape(attention))
+    if shape != (hierarchy.n_fine, hierarchy.n_coarse):
         raise ConfigError(
-            f"attention has shape {w.shape}; one clip's map is ({hierarchy.n_fine}, "
+            f"attention has shape {shape}; one clip's map is ({hierarchy.n_fine}, "
             f"{hierarchy.n_coarse}). Index the batch first, e.g. out.attention[i]."
         )
-    fine_names = list(fine_names or hierarchy.fine)
-    coarse_names = list(coarse_names or hierarchy.coarse)
-    order = np.argsort(np.asarray(hierarchy.parent), kind="stable")
-    y = [f"{fine_names[i]} ({p_fine[i]:.0f}%)" for i in order]
-    x = [f"{c} ({p:.0f}%)" for c, p in zip(coarse_names, p_coarse)]
-    fig = go.Figure(go.Heatmap(
-        z=w[order], x=x, y=y, zmin=0, zmax=100, colorscale="Blues",
-        text=np.round(w[order]).astype(int), texttemplate="%{text}",
-        colorbar={"title": "attention (%)"},
-    ))
-    fig.update_layout(title=title, xaxis_title="coarse tag (P_coarse)",
-                      yaxis_title="fine tag (P_fine)", yaxis_autorange="reversed",
-                      height=max(300, 16 * len(y) + 160))
+    fig = viz.attention_map_figure(
+        attention, list(fine_names or hierarchy.fine), list(coarse_names or hierarchy.coarse),
+        parents=hierarchy.parent, fine_probs=fine, coarse_probs=coarse, title=title)
+    fig.update_layout(xaxis_title="coarse tag (P_coarse)", yaxis_title="fine tag (P_fine)",
+                      height=max(300, 16 * hierarchy.n_fine + 160))
     return fig
 
 

@@ -33,6 +33,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from tqdm.auto import tqdm
 
+from zskit import viz
 from zskit.data.esc50 import CATEGORY_NAMES
 from zskit.errors import ConfigError, DataError
 from zskit.metrics import (
@@ -738,27 +739,15 @@ def pearson_with_ci(x: Sequence[float], y: Sequence[float],
 def proximity_figure(table: pd.DataFrame, title: str = "AP gain over random vs proximity"
                      ) -> go.Figure:
     """Scatter of each test class's AP gain over random against its nearest trained class's
-    label-space cosine, one trace per parent category, with a least-squares line."""
+    label-space cosine, one trace per parent category, with a least-squares line and Pearson's r
+    (:func:`zskit.viz.semantic_distance_figure` on an :meth:`Evaluation.proximity` table)."""
     need = {"similarity", "ap_gain", "name", "nearest"}
     if not need <= set(table.columns):
         raise ConfigError(f"the table lacks columns {sorted(need - set(table.columns))}; pass "
                           "Evaluation.proximity(...) for one label space.")
-    fig = go.Figure()
-    groups = table["group"].fillna("classes") if "group" in table else \
-        pd.Series("classes", index=table.index)
-    for g in dict.fromkeys(groups):
-        part = table[groups == g]
-        fig.add_trace(go.Scatter(
-            x=part["similarity"], y=part["ap_gain"], mode="markers", name=str(g),
-            text=[f"{n} (nearest: {m})" for n, m in zip(part["name"], part["nearest"])],
-            hovertemplate="%{text}<br>cosine %{x:.2f}<br>AP gain %{y:.3f}<extra></extra>"))
-    x, y = table["similarity"].to_numpy(float), table["ap_gain"].to_numpy(float)
-    if len(table) >= 2 and np.ptp(x) > 0:
-        slope, intercept = np.polyfit(x, y, 1)
-        xs = np.array([x.min(), x.max()])
-        fig.add_trace(go.Scatter(x=xs, y=slope * xs + intercept, mode="lines",
-                                 name="least squares", line={"dash": "dash", "color": "gray"}))
+    groups = table["group"].fillna("classes").astype(str).tolist() if "group" in table else None
+    fig = viz.semantic_distance_figure(
+        table["similarity"], table["ap_gain"], table["name"].astype(str).tolist(), groups,
+        hover=[f"nearest: {m}" for m in table["nearest"]], title=title)
     fig.add_hline(y=0, line={"color": "black", "width": 1})
-    fig.update_layout(title=title, xaxis_title="cosine to the nearest training class (label space)",
-                      yaxis_title="AP − random AP", template="plotly_white")
     return fig
