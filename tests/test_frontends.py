@@ -23,6 +23,7 @@ from zskit.audio import (
     LogMel,
     LogMelConfig,
     build_frontend,
+    frontends,
     mel_filterbank,
 )
 from zskit.errors import ConfigError
@@ -316,3 +317,38 @@ def test_front_ends_ignore_bf16_autocast(frontend):
     torch.testing.assert_close(out, reference, rtol=0, atol=0, msg="autocast changed the values")
     torch.testing.assert_close(from_bf16, frontend(x.bfloat16().float()), rtol=0, atol=0,
                                msg="bf16 input must be upcast, then computed in float32")
+
+
+@pytest.mark.parametrize("target_length", [None, 64])
+def test_kaldi_fbank_lengths_match_clips_computed_alone(target_length):
+    torch.manual_seed(0)
+    frontend = KaldiFbank(KaldiFbankConfig(num_mel_bins=32, target_length=target_length))
+    lengths = torch.tensor([4000, 9000, 300])  # the last is shorter than one 25 ms frame
+    batch = torch.randn(3, 9000)  # whatever follows a clip's end must not matter
+    out = frontend(batch, lengths)
+    for i, n in enumerate(lengths.tolist()):
+        clip = batch[i, :n]
+        if n < frontend.cfg.frame_length:  # padded with zeros to one frame
+            clip = torch.nn.functional.pad(clip, (0, frontend.cfg.frame_length - n))
+        alone = frontend(clip)[0]
+        torch.testing.assert_close(out[i, : alone.shape[0]], alone, atol=1e-5, rtol=1e-5)
+        pad = out[i, alone.shape[0]:]
+        assert torch.all(pad == pad.flatten()[0]) if pad.numel() else True, "padding is constant"
+
+
+def test_kaldi_fbank_lengths_need_one_count_per_clip():
+    with pytest.raises(ConfigError, match="one sample count per clip"):
+        KaldiFbank(KaldiFbankConfig(target_length=None))(torch.zeros(2, 4000), torch.tensor([4000]))
+
+
+@pytest.mark.parametrize("make", [lambda: LogMel(LogMelConfig(n_mels=32)),
+                                  lambda: LinearSpectrogram(LinearSpectrogramConfig()),
+                                  lambda: KaldiFbank(KaldiFbankConfig(num_mel_bins=32))])
+def test_cpu_chunks_give_the_whole_batch_result(make, monkeypatch):
+    torch.manual_seed(0)
+    frontend, x = make(), torch.randn(5, 8000)
+    lengths = torch.tensor([8000, 5000, 300, 7999, 6400])
+    whole = frontend(x) if not isinstance(frontend, KaldiFbank) else frontend(x, lengths)
+    monkeypatch.setattr(frontends, "_CPU_CHUNK_ELEMENTS", 1)  # one clip at a time
+    chunked = frontend(x) if not isinstance(frontend, KaldiFbank) else frontend(x, lengths)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)

@@ -391,6 +391,20 @@ def _flatten_batch(x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
     return x.reshape(-1, x.shape[-1]), tuple(x.shape[:-1])
 
 
+_CPU_CHUNK_ELEMENTS = 1 << 20  # frame-tensor elements (frames x FFT size) computed at once on a CPU
+
+
+def _cpu_chunks(x: torch.Tensor, clip_elements: int) -> list[slice]:
+    """Slices of the clips of ``x`` (B, T) to compute together: on a CPU, chunks of about
+    ``_CPU_CHUNK_ELEMENTS`` frame elements, because a whole batch's frame tensors overflow the
+    caches (measured on 10 s clips with one thread: 100 clips at once ran at 0.4x the speed of
+    one or two at a time, for LogMel and KaldiFbank alike); on a GPU, the whole batch."""
+    chunk = max(1, _CPU_CHUNK_ELEMENTS // max(1, clip_elements))
+    if x.device.type != "cpu":
+        chunk = x.shape[0]
+    return [slice(i, i + chunk) for i in range(0, x.shape[0], chunk)]
+
+
 class LogMel(nn.Module):
     """Log-mel spectrogram: waveforms ``(..., T)`` -> ``(..., n_mels, frames)``.
 
@@ -411,8 +425,13 @@ class LogMel(nn.Module):
             return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
         x, lead = _flatten_batch(x)
+        chunks = _cpu_chunks(x, self.cfg.num_frames(x.shape[-1]) * self.cfg.n_fft)
+        mel = torch.cat([self._mel(x[c]) for c in chunks])
+        return mel.reshape(*lead, *mel.shape[-2:])
+
+    def _mel(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
         if cfg.preemphasis > 0:
             x = x[..., 1:] - cfg.preemphasis * x[..., :-1]
         spec = _frames_spectrum(x, self.window, cfg.n_fft, cfg.hop_length, cfg.center,
@@ -424,7 +443,7 @@ class LogMel(nn.Module):
             mel = _to_db(mel, cfg.power, cfg.amin, cfg.ref, cfg.top_db, n_leading=1)
         if cfg.norm_mean != 0.0 or cfg.norm_std != 1.0:
             mel = (mel - cfg.norm_mean) / cfg.norm_std
-        return mel.reshape(*lead, *mel.shape[-2:])
+        return mel
 
     def extra_repr(self) -> str:
         c = self.cfg
@@ -464,8 +483,13 @@ class LinearSpectrogram(nn.Module):
             return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        cfg = self.cfg
         x, lead = _flatten_batch(x)
+        chunks = _cpu_chunks(x, self.cfg.num_frames(x.shape[-1]) * self.cfg.n_fft)
+        spec = torch.cat([self._spectrum(x[c]) for c in chunks])
+        return spec.reshape(*lead, *spec.shape[-2:])
+
+    def _spectrum(self, x: torch.Tensor) -> torch.Tensor:
+        cfg = self.cfg
         spec = _frames_spectrum(x, self.window, cfg.n_fft, cfg.hop_length, cfg.center,
                                 cfg.pad_mode, cfg.power)
         if cfg.log == "log1p":
@@ -474,7 +498,7 @@ class LinearSpectrogram(nn.Module):
             spec = _to_db(spec, cfg.power, cfg.amin, cfg.ref, cfg.top_db, n_leading=1)
         if cfg.norm_mean != 0.0 or cfg.norm_std != 1.0:
             spec = (spec - cfg.norm_mean) / cfg.norm_std
-        return spec.reshape(*lead, *spec.shape[-2:])
+        return spec
 
 
 def _kaldi_window(kind: str, length: int, dtype: torch.dtype) -> torch.Tensor:
@@ -517,7 +541,9 @@ class KaldiFbank(nn.Module):
         self.register_buffer("mel_fb", nn.functional.pad(banks, (0, 1)).T.contiguous(),
                              persistent=False)  # (n_fft // 2 + 1, mels); Kaldi skips Nyquist
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Features of ``x``; with ``lengths`` (real samples per clip of a padded batch), each
+        clip's features are those it gets alone, zero-padded to one frame if shorter."""
         cfg = self.cfg
         x = _as_float(x)
         if x.ndim == 1:
@@ -529,14 +555,38 @@ class KaldiFbank(nn.Module):
                 f"waveforms of {x.shape[-1]} samples are shorter than one {cfg.frame_length_ms} ms "
                 f"frame ({cfg.frame_length} samples); zero-pad them first (zskit.audio.center_pad)."
             )
+        if lengths is not None and tuple(lengths.shape) != (x.shape[0],):
+            raise ConfigError(f"lengths has shape {tuple(lengths.shape)}; give one sample count "
+                              f"per clip, shape ({x.shape[0]},).")
+        if lengths is not None and int(lengths.min()) < cfg.frame_length:  # a clip shorter
+            # than one frame is zero-padded to it; longer clips' frames never see the padding
+            x = x * (torch.arange(x.shape[-1], device=x.device)[None, :]
+                     < lengths.to(x.device)[:, None])
         with _no_autocast(x):
             if cfg.target_length is not None:  # samples of the frames that are kept
                 x = x[:, : (cfg.target_length - 1) * self.shift + cfg.frame_length]
-            out = self._fbank(x)
-            if cfg.target_length is not None and out.shape[1] < cfg.target_length:
-                out = nn.functional.pad(out, (0, 0, 0, cfg.target_length - out.shape[1]))
-            if cfg.norm_mean is not None:
-                out = (out - cfg.norm_mean) / (2.0 * cfg.norm_std)
+            chunks = _cpu_chunks(x, self.num_frames(x.shape[-1]) * self.n_fft)
+            return torch.cat([self._features(x[c], None if lengths is None else lengths[c])
+                              for c in chunks])
+
+    def _features(self, x: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:
+        """Padded, normalised features of the clips of ``x``, ``x`` cut to its longest clip."""
+        cfg = self.cfg
+        frames = self.num_frames(x.shape[-1])
+        if lengths is not None:
+            x = x[:, :max(int(lengths.max()), cfg.frame_length)]
+        out = self._fbank(x)
+        if lengths is not None:  # frames are computed frame by frame, so those inside a clip do
+            # not see the padding; zero (log domain) those past each clip's end
+            ends = torch.tensor([self.num_frames(max(int(n), cfg.frame_length))
+                                 for n in lengths.tolist()], device=out.device)
+            past = torch.arange(out.shape[1], device=out.device)[None, :] >= ends[:, None]
+            out = out.masked_fill_(past[..., None], 0.0)
+        target = frames if cfg.target_length is None else cfg.target_length
+        if out.shape[1] < target:
+            out = nn.functional.pad(out, (0, 0, 0, target - out.shape[1]))
+        if cfg.norm_mean is not None:
+            out = (out - cfg.norm_mean) / (2.0 * cfg.norm_std)
         return out
 
     def _fbank(self, x: torch.Tensor) -> torch.Tensor:

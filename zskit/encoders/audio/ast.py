@@ -203,12 +203,7 @@ class ASTEncoder(AudioEncoder):
         """AST's normalised filter bank ``(B, max_length, n_mels)`` (float32: the front end ignores
         autocast); with ``lengths``, each clip's features come from its real samples only (then
         padded as AST pads)."""
-        x = waveforms.float()
-        if lengths is None:
-            return self.frontend(x)
-        clips = [x[i:i + 1, :max(int(n), self.cfg.frontend.frame_length)]
-                 for i, n in enumerate(lengths.tolist())]
-        return torch.cat([self.frontend(c) for c in clips])
+        return self.frontend(waveforms.float(), lengths)
 
     def forward_features(self, waveforms: torch.Tensor,
                          lengths: torch.Tensor | None = None) -> EncoderOutput:
