@@ -405,7 +405,25 @@ def _cpu_chunks(x: torch.Tensor, clip_elements: int) -> list[slice]:
     return [slice(i, i + chunk) for i in range(0, x.shape[0], chunk)]
 
 
-class LogMel(nn.Module):
+class _STFTFrontend(nn.Module):
+    """What LogMel and LinearSpectrogram share: float input, no autocast, any leading batch
+    dimensions, CPU batches in cache-sized chunks; subclasses give ``_compute`` on ``(B, T)``."""
+
+    cfg: LogMelConfig | LinearSpectrogramConfig
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_float(x)
+        with _no_autocast(x):
+            x, lead = _flatten_batch(x)
+            chunks = _cpu_chunks(x, self.cfg.num_frames(x.shape[-1]) * self.cfg.n_fft)
+            out = torch.cat([self._compute(x[c]) for c in chunks])
+        return out.reshape(*lead, *out.shape[-2:])
+
+    def _compute(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class LogMel(_STFTFrontend):
     """Log-mel spectrogram: waveforms ``(..., T)`` -> ``(..., n_mels, frames)``.
 
     Accepts float32/float64 (other dtypes are cast to float32) on any device. The filter bank
@@ -419,18 +437,7 @@ class LogMel(nn.Module):
                              persistent=False)
         self.register_buffer("mel_fb", mel_filterbank(self.cfg), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _as_float(x)
-        with _no_autocast(x):
-            return self._forward(x)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, lead = _flatten_batch(x)
-        chunks = _cpu_chunks(x, self.cfg.num_frames(x.shape[-1]) * self.cfg.n_fft)
-        mel = torch.cat([self._mel(x[c]) for c in chunks])
-        return mel.reshape(*lead, *mel.shape[-2:])
-
-    def _mel(self, x: torch.Tensor) -> torch.Tensor:
+    def _compute(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if cfg.preemphasis > 0:
             x = x[..., 1:] - cfg.preemphasis * x[..., :-1]
@@ -468,7 +475,7 @@ def mel_filterbank(cfg: LogMelConfig) -> torch.Tensor:
     return fb.to(torch.float32).contiguous()
 
 
-class LinearSpectrogram(nn.Module):
+class LinearSpectrogram(_STFTFrontend):
     """Linear-frequency spectrogram: waveforms ``(..., T)`` -> ``(..., n_fft // 2 + 1, frames)``."""
 
     def __init__(self, cfg: LinearSpectrogramConfig | None = None) -> None:
@@ -477,18 +484,7 @@ class LinearSpectrogram(nn.Module):
         self.register_buffer("window", _window(self.cfg.window, self.cfg.win, self.cfg.periodic),
                              persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = _as_float(x)
-        with _no_autocast(x):
-            return self._forward(x)
-
-    def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, lead = _flatten_batch(x)
-        chunks = _cpu_chunks(x, self.cfg.num_frames(x.shape[-1]) * self.cfg.n_fft)
-        spec = torch.cat([self._spectrum(x[c]) for c in chunks])
-        return spec.reshape(*lead, *spec.shape[-2:])
-
-    def _spectrum(self, x: torch.Tensor) -> torch.Tensor:
+    def _compute(self, x: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         spec = _frames_spectrum(x, self.window, cfg.n_fft, cfg.hop_length, cfg.center,
                                 cfg.pad_mode, cfg.power)
