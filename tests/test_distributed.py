@@ -20,6 +20,8 @@ from torch.utils.data import DistributedSampler
 from zskit.cache import embed_manifest
 from zskit.train import DistInfo, TrainConfig, fit, shard_indices
 from zskit.train.batches import TensorBatches
+from zskit.train.distributed import ShardedSampler
+from zskit.train.recipes import BalancedSampler
 
 TESTS = Path(__file__).resolve().parent
 
@@ -175,3 +177,22 @@ def test_two_process_embedding_merges_into_the_single_process_cache(tmp_path):
     (folder,) = (tmp_path / "cache" / "statsencoder").iterdir()
     left = sorted(p.name for p in folder.iterdir())
     assert left == ["complete.json", "embeddings.npy", "key.json"], f"after the merge: {left}"
+
+
+def test_sharded_sampler_splits_one_balanced_draw_between_ranks():
+    labels = np.zeros((12, 3), dtype=np.float32)
+    labels[:10, 0], labels[10, 1], labels[11, 2] = 1, 1, 1  # two rare classes
+    whole = BalancedSampler(labels, num_samples=9, seed=4)
+    ranks = [ShardedSampler(BalancedSampler(labels, num_samples=9, seed=4), r, 2) for r in (0, 1)]
+    for epoch in (0, 3):
+        for s in (whole, *ranks):
+            s.set_epoch(epoch)
+        drawn = list(whole)
+        shards = [list(r) for r in ranks]
+        assert [len(s) for s in shards] == [len(r) for r in ranks] == [5, 5], "equal shares"
+        padded = drawn + drawn[:1]  # 9 draws padded to 10, as DistributedSampler pads
+        assert shards[0] == padded[0::2] and shards[1] == padded[1::2], (
+            f"epoch {epoch}: shards {shards} are not the one draw {drawn} split by rank")
+    first = list(whole)  # epoch 3
+    whole.set_epoch(0)
+    assert list(whole) != first, "each epoch draws anew"

@@ -9,14 +9,24 @@ runs with world size 1 and no group. The group is left open for later calls; end
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch.utils.data import Sampler
 
-__all__ = ["DistInfo", "barrier", "cleanup_distributed", "setup_distributed", "shard_indices"]
+__all__ = [
+    "DistInfo",
+    "ShardedSampler",
+    "barrier",
+    "cleanup_distributed",
+    "setup_distributed",
+    "shard_indices",
+]
 
 
 @dataclass(frozen=True)
@@ -71,6 +81,30 @@ def shard_indices(order: torch.Tensor, rank: int, world_size: int) -> torch.Tens
         repeats = -(-total // len(order))
         order = order.repeat(repeats)[:total]
     return order[rank:total:world_size]
+
+
+class ShardedSampler(Sampler[int]):
+    """This rank's share of another sampler's draws (e.g. a balanced sampler), sharded as
+    :func:`shard_indices` shards them.
+
+    Every rank must draw the same indices, so the inner sampler has to be seeded the same on
+    every process (``zskit.train.BalancedSampler`` seeds each epoch with ``seed + epoch``);
+    :meth:`set_epoch` is passed on to it.
+    """
+
+    def __init__(self, sampler: Sampler[int], rank: int, world_size: int) -> None:
+        self.sampler, self.rank, self.world_size = sampler, rank, world_size
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        order = torch.as_tensor(list(self.sampler), dtype=torch.long)
+        return iter(shard_indices(order, self.rank, self.world_size).tolist())
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.sampler) / self.world_size)
 
 
 def barrier(info: DistInfo) -> None:
