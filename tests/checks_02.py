@@ -3,8 +3,10 @@ tests/test_notebooks.py).
 
 Always: every ablation reports an mAP (last and averaged) in [0, 1], its cost, and token counts
 that follow the patch settings (overlap 6 gives more tokens than overlap 0); with several seeds,
-every run's seed spread and seed ensemble. On a default run (not smoke) also: every trained model
-beats the random baseline on the same test clips and the keyword model beats twice chance.
+every run's seed spread and seed ensemble; with a real-data recipe run (``recipe``), its folds or
+eval score (:func:`check_recipe`). On a default run (not smoke) also: every trained model beats
+the random baseline on the same test clips, the keyword model beats twice chance and a recipe run
+beats chance.
 Patchout's speed-up is reported, not asserted: wall-clock ratios from one notebook run on a shared
 machine are not a test (benchmarks/bench_ast.py measures it). A smoke run (70 training clips, two epochs) is
 too small for those claims: there trained and random mAP are within noise of each other.
@@ -51,8 +53,15 @@ def check(metrics: dict[str, Any]) -> None:
                 f"{run}: seed spread map_last_sd = {sd} with several seeds")
     kw = metrics["keywords"]
     assert 0.0 <= kw["accuracy"] <= 1.0 and kw["test_clips"] > 0, f"keyword results {kw}"
+    recipe = metrics.get("recipe")
+    if recipe:
+        check_recipe(recipe, metrics)
     if metrics.get("smoke"):
         return
+    if recipe:
+        assert recipe["value"] > recipe["chance"], (
+            f"{recipe['data']} recipe: {recipe['metric']} {recipe['value']:.4f} does not beat "
+            f"chance {recipe['chance']:.4f}")
     assert kw["accuracy"] > 2 * kw["chance"], (
         f"keyword accuracy {kw['accuracy']:.3f} is not clearly above chance {kw['chance']:.3f}")
     for run, row in ablations.items():
@@ -60,3 +69,24 @@ def check(metrics: dict[str, Any]) -> None:
             f"{run}: mAP {row['map_averaged']:.4f} does not beat random {chance:.4f}")
     assert math.isfinite(metrics["patchout_speedup"]) and metrics["patchout_speedup"] > 0, (
         f"patchout speed-up {metrics['patchout_speedup']} is not a measured ratio")
+
+
+def check_recipe(recipe: dict[str, Any], metrics: dict[str, Any]) -> None:
+    """A real-data recipe run (recipe_data set): ESC-50 reports each of the five official folds
+    tested once on the rest of the clips, AudioSet one eval score; the value is their mean and
+    appears as a figure."""
+    metric, scores = recipe["metric"], recipe["scores"]
+    values = [row[metric] for row in scores]
+    assert values and all(_is_map(v) for v in values), f"recipe {metric} per evaluation: {values}"
+    if recipe["data"] == "esc50":
+        folds = [row["fold"] for row in scores]
+        assert sorted(folds) == [1, 2, 3, 4, 5], f"ESC-50 cross-validation ran folds {folds}"
+        for row in scores:
+            assert row["train_clips"] + row["test_clips"] == recipe["clips"], (
+                f"fold {row['fold']}: {row['train_clips']} train + {row['test_clips']} test clips "
+                f"!= {recipe['clips']}: each fold must train on all the other folds")
+    mean = sum(values) / len(values)
+    assert math.isclose(recipe["value"], mean, abs_tol=1e-9), (
+        f"recipe value {recipe['value']} is not the mean {mean} of its evaluations")
+    names = [f["name"] for f in metrics["figures"]]
+    assert any("recipe" in n for n in names), f"no figure of the recipe run among {names}"

@@ -63,3 +63,42 @@ def test_good_metrics_pass_and_bad_ones_fail():
     bad["ablations"]["AST 16x16, overlap 6"]["map_last_sd"] = None
     with pytest.raises(AssertionError, match="seed spread"):
         checks_02.check(bad)
+
+
+def with_recipe() -> dict:
+    metrics = good()
+    folds = [{"fold": k, "train_clips": 1600, "test_clips": 400, "accuracy": 0.8 + k / 100}
+             for k in range(1, 6)]
+    metrics["recipe"] = {"data": "esc50", "metric": "accuracy", "value": 0.83, "chance": 0.02,
+                         "clips": 2000, "scores": folds}
+    metrics["figures"] = [{"name": "ESC-50 recipe: accuracy, mean over the 5 folds"}]
+    return metrics
+
+
+def test_recipe_runs_are_checked():
+    checks_02.check(with_recipe())
+    bad = with_recipe()
+    bad["recipe"]["scores"] = bad["recipe"]["scores"][:4]
+    bad["recipe"]["value"] = 0.825
+    with pytest.raises(AssertionError, match="ran folds"):
+        checks_02.check(bad)
+    bad = with_recipe()
+    bad["recipe"]["scores"][2]["train_clips"] = 400
+    with pytest.raises(AssertionError, match="all the other folds"):
+        checks_02.check(bad)
+    bad = with_recipe()
+    bad["recipe"]["value"] = 0.9
+    with pytest.raises(AssertionError, match="is not the mean"):
+        checks_02.check(bad)
+    bad = with_recipe()
+    bad["figures"] = []
+    with pytest.raises(AssertionError, match="no figure of the recipe"):
+        checks_02.check(bad)
+    bad = with_recipe()
+    for row in bad["recipe"]["scores"]:
+        row["accuracy"] = 0.01
+    bad["recipe"]["value"] = 0.01
+    with pytest.raises(AssertionError, match="does not beat chance"):
+        checks_02.check(bad)
+    bad["smoke"] = True  # a smoke run (one epoch on fixture clips) makes no claim
+    checks_02.check(bad)
