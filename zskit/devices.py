@@ -46,20 +46,30 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def _bf16_native(device: torch.device) -> bool:
+    """Whether the GPU computes bfloat16 in hardware (compute capability 8.0+, Ampere on).
+
+    Not ``torch.cuda.is_bf16_supported()``: it also says yes on a T4 or V100, which only emulate
+    bfloat16 (slowly, and cuDNN has no bfloat16 convolutions there); those get float16 with a
+    gradient scaler instead.
+    """
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, whether a GradScaler is needed) for ``amp`` on ``device``."""
     cuda = device.type == "cuda"
     if amp == "off" or (amp == "auto" and not cuda):
         return None, False
     if amp == "auto":
-        return (torch.bfloat16, False) if torch.cuda.is_bf16_supported() else (torch.float16, True)
+        return (torch.bfloat16, False) if _bf16_native(device) else (torch.float16, True)
     if amp == "fp16":
         if not cuda:
             raise ConfigError(
                 f"amp='fp16' needs CUDA but the device is {device}; use amp='bf16' or 'off'."
             )
         return torch.float16, True
-    if cuda and not torch.cuda.is_bf16_supported():
+    if cuda and not _bf16_native(device):
         raise ConfigError(
             "amp='bf16' but this GPU has no bfloat16 support; use amp='fp16' or 'auto'."
         )
