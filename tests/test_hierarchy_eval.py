@@ -271,15 +271,23 @@ def test_finetune_path_with_a_tiny_encoder(tmp_path):
     changed = any(not torch.equal(a, b) for a, b in zip(before, model.encoder.parameters()))
     assert changed, "fine-tuning must update the encoder"
     x = torch.stack([val[0][0], val[1][0]])
-    frontend = model.encoder.frontend  # the hook masks its output in training mode only
-    model.eval()
-    plain = frontend(x)
-    assert torch.equal(plain, frontend(x)), "eval mode must not augment"
-    model.train()
+    frontend = model.encoder.frontend
+    assert not frontend._forward_hooks, "training must leave no hook on the encoder"
     torch.manual_seed(0)
-    masked = frontend(x)
-    assert not torch.equal(masked, plain), "SpecAugment must act in training mode"
-    assert ((masked == plain) | (masked == 0)).all(), "SpecAugment only zeroes bands"
+    assert torch.equal(frontend(x), frontend(x)), "the encoder alone is never augmented"
+    calls, raw = [], []
+    model.spec_augment.register_forward_hook(lambda m, i, out: calls.append(out))
+    probe = frontend.register_forward_hook(lambda m, i, out: raw.append(out.clone()))
+    model.train()
+    model(x)
+    probe.remove()
+    assert len(calls) == 1, "SpecAugment masks the spectrogram in a training forward"
+    masked, plain = calls[0], raw[0]
+    assert not torch.equal(masked, plain) and ((masked == plain) | (masked == 0)).all(), \
+        "SpecAugment zeroes bands of the front end's output"
+    model.eval()
+    model(x)
+    assert len(calls) == 1 and not frontend._forward_hooks, "no augmentation in eval mode"
     with pytest.raises(ConfigError, match="in_dim"):
         HierarchicalTagger(encoder, create_hierarchical_head("gmp", 3, H))
 

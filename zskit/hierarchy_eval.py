@@ -256,8 +256,9 @@ def clip_datasets(corpus: Corpus, indices: Sequence[np.ndarray],
 class HierarchicalTagger(nn.Module):
     """An audio encoder and a hierarchical head trained together (the fine-tuned path).
 
-    ``spec_augment`` masks the encoder's spectrogram in training mode (a forward hook on
-    ``encoder.frontend`` when the encoder has one).
+    ``spec_augment`` masks the encoder's spectrogram in training mode: a forward hook on
+    ``encoder.frontend`` (when the encoder has one) that lives only for the length of one training
+    call, so the encoder is left as it was, fit for embedding afterwards.
     """
 
     def __init__(self, encoder: nn.Module, head: HierarchicalHead,
@@ -269,15 +270,17 @@ class HierarchicalTagger(nn.Module):
                 f"{head.in_dim}; build the head with in_dim=encoder.embed_dim."
             )
         self.encoder, self.head, self.spec_augment = encoder, head, spec_augment
-        frontend = getattr(encoder, "frontend", None)
-        if spec_augment is not None and isinstance(frontend, nn.Module):
-            frontend.register_forward_hook(self._augment)
-
-    def _augment(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor:
-        return self.spec_augment(output) if self.training else output
 
     def forward(self, waveforms: torch.Tensor) -> HierarchicalOutput:
-        return self.head(self.encoder(waveforms))
+        frontend = getattr(self.encoder, "frontend", None)
+        if self.spec_augment is None or not self.training or not isinstance(frontend, nn.Module):
+            return self.head(self.encoder(waveforms))
+        augment = self.spec_augment
+        handle = frontend.register_forward_hook(lambda module, inputs, output: augment(output))
+        try:
+            return self.head(self.encoder(waveforms))
+        finally:
+            handle.remove()
 
 
 # ----------------------------------------------------------------------------- training
@@ -296,7 +299,8 @@ class HierarchyTrainConfig:
     early_stopping_patience: int | None = 10  # epochs without a better validation fine loss
     lambdas: tuple[float, ...] = LAMBDAS  # searched on the first seed
     consistency_weight: float = 1.0  # weight of the level-wise hierarchy terms
-    device: str = "cpu"
+    device: str = "cpu"  # the small heads train fastest on the CPU; "auto" for fine-tuning
+    amp: str = "auto"  # mixed precision where the device has it (TrainConfig.amp)
     encoder_lr: float | None = None  # fine-tuned path: the encoder's lr (None: lr)
     num_threads: int | None = 1  # torch CPU threads while run_methods trains the small heads
     #                              (1 is fastest for them; None leaves torch's setting alone)
@@ -314,7 +318,7 @@ class HierarchyTrainConfig:
             batch_size=self.batch_size, max_epochs=self.max_epochs,
             warmup_epochs=min(self.warmup_epochs, self.max_epochs - 1), monitor="val_loss",
             mode="min", select="best", early_stopping_patience=self.early_stopping_patience,
-            amp="off", device=self.device, seed=seed, progress=False,
+            amp=self.amp, device=self.device, seed=seed, progress=False,
         )
 
 
