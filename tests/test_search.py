@@ -134,3 +134,19 @@ def test_faiss_nprobe_reaches_the_ivf_index_and_is_refused_elsewhere():
         EmbeddingIndex(items, backend="faiss", faiss_nprobe=4)
     with pytest.raises(ConfigError, match="backend='faiss'"):
         EmbeddingIndex(items, faiss_nprobe=4)
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss-cpu is not installed")
+def test_an_approximate_index_that_finds_fewer_than_k_shows_only_what_it_found():
+    items = torch.randn(400, 16, generator=torch.Generator().manual_seed(3))
+    index = EmbeddingIndex(items, ids=[f"clip{i}" for i in range(400)], backend="faiss",
+                           faiss_factory="IVF16,Flat", faiss_nprobe=1)
+    result = index.search(items[:5], 100)  # one list of 16 holds about 25 items, not 100
+    missing = result.indices < 0
+    assert missing.any(), "the test needs an index that leaves slots empty"
+    assert all(i is None for i in result.ids[missing]) and np.isnan(result.scores[missing]).all()
+    for q in range(5):
+        frame = result.frame(q)
+        assert len(frame) == int((~missing[q]).sum()) and (frame["row"] >= 0).all(), frame
+        assert frame["rank"].tolist() == list(range(1, len(frame) + 1))
+        assert frame["id"].tolist() == [f"clip{i}" for i in frame["row"]], "ids follow rows"

@@ -86,17 +86,19 @@ def topk_cosine(queries: Any, items: Any, k: int, batch_size: int | None = None,
 class SearchResult:
     """Top-k results of a batch of queries, best first."""
 
-    scores: np.ndarray  # (n_queries, k) cosine similarities
-    indices: np.ndarray  # (n_queries, k) rows of the collection
-    ids: np.ndarray  # (n_queries, k) ids of those rows
+    scores: np.ndarray  # (n_queries, k) cosine similarities (NaN where not found)
+    indices: np.ndarray  # (n_queries, k) rows of the collection; -1: not found (approximate FAISS)
+    ids: np.ndarray  # (n_queries, k) ids of those rows (None where not found)
 
     def frame(self, query: int = 0) -> pd.DataFrame:
-        """One query's results as a table: rank, id, score, row."""
+        """One query's results as a table: rank, id, score, row (only rows that were found: an
+        approximate FAISS index may find fewer than k)."""
+        found = self.indices[query] >= 0
         return pd.DataFrame({
-            "rank": np.arange(1, self.indices.shape[1] + 1),
-            "id": self.ids[query],
-            "score": self.scores[query],
-            "row": self.indices[query],
+            "rank": np.arange(1, int(found.sum()) + 1),
+            "id": self.ids[query][found],
+            "score": self.scores[query][found],
+            "row": self.indices[query][found],
         })
 
 
@@ -170,6 +172,11 @@ class EmbeddingIndex:
             scores, indices = scores.numpy(), indices.numpy()
         else:
             scores, indices = self._faiss.search(np.ascontiguousarray(q.numpy()), k)
+            found = indices >= 0  # an IVF index fills slots it could not reach with -1
+            if not found.all():
+                ids = np.where(found, self.ids[np.where(found, indices, 0)], None)
+                return SearchResult(scores=np.where(found, scores, np.nan), indices=indices,
+                                    ids=ids)
         return SearchResult(scores=scores, indices=indices, ids=self.ids[indices])
 
 
