@@ -310,6 +310,28 @@ def test_transfer_to_another_data_set():
                   progress=False)
     assert ev.scores[("table", 0, "transfer")].shape == (30, 3)
     assert list(ev.per_class["name"]) == CLASSES[:3]
+    paper, _, _ = run_condition(data, cond, enc, CFG, eval_data=other, eval_split=None)
+    strict, _, _ = run_condition(data, cond, enc, CFG, eval_data=other, eval_split=None,
+                                 clip_policy="strict")  # drops clips of the left-out CLASSES[:3]
+    tr = data.labels[data.rows("train")]
+    trained = [CLASSES.index(c) for c in strict.classes_]
+    expected = int((tr[:, trained].any(1) & ~tr[:, :3].any(1)).sum())
+    assert strict.n_train_clips_ == expected < paper.n_train_clips_
+
+
+def test_top1_takes_the_known_positive_under_partial_labels():
+    data, enc = make_data(200)
+    test = data.rows("test")
+    labels, mask = data.labels.copy(), np.ones_like(data.labels, dtype=bool)
+    labels[test, 0], mask[test, 0] = 1, False  # class 0 positive everywhere but never checked
+    partial = TaggingData(data.embeddings, labels, data.splits, CLASSES, CLASSES,
+                          mask=mask, groups=data.groups)
+    cond = Condition("t", tuple(CLASSES[4:]), tuple(CLASSES[:4]))
+    ev = evaluate(partial, [cond], {"table": enc}, CFG, seeds=[0], progress=False)
+    y = labels[test][:, :4] * mask[test][:, :4]
+    single = y.sum(1) == 1
+    want = np.mean(ev.scores[("table", 0, "t")][single].argmax(1) == y[single].argmax(1))
+    assert ev.top1(["t"]).iloc[0]["top-1"] == pytest.approx(want)
 
 
 def test_paper_conditions_on_the_synthetic_classes():
@@ -382,6 +404,8 @@ def test_errors(run):
         ev.summary(["fold 9"])
     with pytest.raises(ConfigError, match="by="):
         ev.pooled(["fold 0"], by="seed")
+    with pytest.raises(ConfigError, match="not test classes of 'fold 1'"):
+        ev.pooled(["fold 1"], classes={"fold 1": ["cello"]})
     data, enc = make_data(40)
     with pytest.raises(ConfigError, match="unique"):
         evaluate(data, [supervised_condition(data)] * 2, {"t": enc}, CFG)

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from zskit.errors import ConfigError, DataError
+from zskit.fileio import write_json
 from zskit.paths import project_root
 
 __all__ = ["COARSE_RULES", "Hierarchy", "HierarchyError", "hierarchies_dir", "load_hierarchy"]
@@ -164,10 +165,8 @@ class Hierarchy:
 
     def to_json(self, path: str | os.PathLike, **extra: Any) -> Path:
         """Write ``{"name", "fine", "hierarchy", **extra}`` as indented JSON."""
-        path = Path(path)
         payload = {"name": self.name, **extra, "fine": list(self.fine), "hierarchy": self.to_dict()}
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-        return path
+        return write_json(path, payload)
 
     # ---------------------------------------------------------------------------- structure
     @property

@@ -15,7 +15,8 @@ Protocol (paper 1, section VI):
   ``test`` split (or on every clip of another data set, e.g. ESC-50 after training on AudioSet);
 - ``clip_policy="paper"`` keeps training clips that contain a test class (its labels are simply
   not used) and, like the paper's balanced sampler, drops clips left with no positive training
-  label; ``"strict"`` also drops every training and validation clip that holds a test class;
+  label; ``"strict"`` also drops every training and validation clip that holds a test class
+  (testing on another data set: a class the condition left out of training);
 - mAP is the macro mean of per-class AP over the test classes with a positive among the evaluated
   clips; the random baseline is the exact expected mAP of a random ranking on the same entries.
 """
@@ -417,8 +418,12 @@ def run_condition(data: TaggingData, condition: Condition, label_encoder: Any,
     test_cols = target.index(condition.test)
     splits = ("train", "validation") if "validation" in set(data.splits) else ("train",)
     rows = {s: data.rows(s) for s in splits}  # no validation split: the last epoch is kept
-    if clip_policy == "strict" and eval_data is None:
-        held = [j for j in test_cols if data.classes[j] not in set(condition.train)]
+    if clip_policy == "strict":  # drop clips holding a held-out class: the test classes or,
+        # testing on another data set, every class of the training data left out of training
+        # (those the condition excluded as overlapping the other data set's classes)
+        held = (test_cols if eval_data is None else
+                [j for j, c in enumerate(data.classes) if c not in set(condition.train)])
+        held = [j for j in held if data.classes[j] not in set(condition.train)]
         for s, r in rows.items():
             keep = ~_known_positive(data.labels[r][:, held], None).any(axis=1)
             rows[s] = r[keep]
@@ -495,6 +500,11 @@ class Evaluation:
         for name in self._check(conditions):
             test = list(self.conditions[name].test)
             keep = list(classes[name]) if classes is not None else test
+            unknown = [c for c in keep if c not in test]
+            if unknown:
+                raise ConfigError(f"classes {unknown} are not test classes of {name!r} "
+                                  f"({', '.join(test[:6])}, ...); pick from "
+                                  f"Evaluation.conditions[{name!r}].test.")
             cols = [test.index(c) for c in keep]
             y, m = self._truth(name)
             out.append((name, cols, y[:, cols], None if m is None else m[:, cols]))
@@ -620,7 +630,7 @@ class Evaluation:
             single = np.flatnonzero(_known_positive(y, m).sum(axis=1) == 1)
             if not len(single):
                 continue
-            truth = y[single].argmax(axis=1)
+            truth = _known_positive(y, m)[single].argmax(axis=1)  # the one known positive
             test = list(self.conditions[name].test)
             groups = (np.asarray(self.data.groups)[self.data.index(test)]
                       if self.data.groups is not None else np.zeros(len(test), dtype=str))

@@ -44,7 +44,9 @@ from zskit.audio.augment import SpecAugment
 from zskit.audio.io import load_audio
 from zskit.audio.segments import pad_batch
 from zskit.cache import files_digest
+from zskit.devices import module_device
 from zskit.errors import ConfigError, DataError
+from zskit.fileio import atomic_write
 from zskit.models.dual_encoder import unfreeze_last_blocks
 from zskit.paths import data_root
 
@@ -89,16 +91,15 @@ def spectrogram_images(encoder: nn.Module, paths: Sequence[str | os.PathLike], *
     if path.is_file():
         return torch.load(path, weights_only=True)
     rate = int(encoder.sample_rate)
+    device = module_device(encoder) or torch.device("cpu")
     parts = []
     for start in tqdm(range(0, len(files), batch_size), desc="spectrogram images",
                       disable=not progress):
         waves, mask = pad_batch([load_audio(f, rate) for f in files[start:start + batch_size]])
-        parts.append(encoder.image(waves, mask.sum(1)).half())
+        parts.append(encoder.image(waves.to(device), mask.sum(1).to(device)).half().cpu())
     images = torch.cat(parts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(images, tmp)
-    os.replace(tmp, path)
+    with atomic_write(path) as fh:
+        torch.save(images, fh)
     return images
 
 
@@ -193,10 +194,12 @@ def embed_images(encoder: nn.Module, images: torch.Tensor, batch_size: int = 32,
                  progress: bool = False) -> torch.Tensor:
     """Clip embeddings ``(N, embed_dim)`` of a frozen image encoder on cached images, eval mode."""
     encoder = _image_encoder(encoder)
+    device = module_device(encoder) or torch.device("cpu")
     was_training = encoder.training
     encoder.eval()
     try:
-        out = [encoder.forward_image(images[a:a + batch_size].float()).embedding
+        out = [encoder.forward_image(images[a:a + batch_size].to(device, torch.float32))
+               .embedding.float().cpu()
                for a in tqdm(range(0, len(images), batch_size), desc="image embeddings",
                              disable=not progress)]
     finally:

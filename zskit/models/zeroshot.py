@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from zskit.devices import module_device
 from zskit.errors import ConfigError, DataError
 from zskit.heads.projection import ProjectionConfig, ProjectionHead
 from zskit.metrics import mean_average_precision
@@ -304,7 +305,8 @@ class ZeroShotTagger:
             paths = [Path(p) for p in audio]
             return torch.from_numpy(np.array(embed_manifest(self.audio_encoder, paths,
                                                             progress=False)))
-        waves = torch.as_tensor(audio, dtype=torch.float32)
+        device = module_device(self.audio_encoder) or torch.device("cpu")
+        waves = torch.as_tensor(audio, dtype=torch.float32, device=device)
         was_training = self.audio_encoder.training
         self.audio_encoder.eval()
         try:
