@@ -32,6 +32,7 @@ from zskit.hierarchy_eval import (
     clip_datasets,
     finetune_method,
     level_metrics,
+    level_thresholds,
     pool_coarse,
     pooling_comparison,
     predict_outputs,
@@ -39,7 +40,6 @@ from zskit.hierarchy_eval import (
     run_methods,
     split_indices,
     standardize,
-    thresholds,
     train_head,
 )
 
@@ -234,7 +234,7 @@ def test_blocked_errors_finds_a_fine_error_kept_from_the_coarse_level():
     assert fig.data[0].z.shape == (3, 2) and "piano (83%)" in list(fig.data[0].y)
     with pytest.raises(ConfigError, match="out.attention"):
         attention_figure(attention, fine[0], coarse[0], h)
-    fine_thr, coarse_thr = thresholds(out, data)
+    fine_thr, coarse_thr = level_thresholds(out, data)
     assert fine_thr.shape == (3,) and coarse_thr.shape == (2,)
 
 

@@ -72,17 +72,17 @@ __all__ = [
     "blocked_errors",
     "box_figure",
     "clip_datasets",
-    "evaluate",
     "finetune_method",
     "level_metrics",
+    "level_thresholds",
     "pool_coarse",
     "pooling_comparison",
     "predict_outputs",
     "reference_logistic",
     "run_methods",
+    "score_outputs",
     "split_indices",
     "standardize",
-    "thresholds",
     "train_head",
 ]
 
@@ -421,9 +421,10 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
-def evaluate(val_out: HierarchicalOutput, val: HierarchicalData, test_out: HierarchicalOutput,
-             test: HierarchicalData) -> dict[str, float]:
-    """``fine_roc_auc`` ... ``coarse_f1`` (see :data:`METRICS`) of one trained model."""
+def score_outputs(val_out: HierarchicalOutput, val: HierarchicalData,
+                  test_out: HierarchicalOutput, test: HierarchicalData) -> dict[str, float]:
+    """``fine_roc_auc`` ... ``coarse_f1`` (see :data:`METRICS`) of one trained model's outputs:
+    its validation outputs tune the F1 thresholds, its test outputs are scored."""
     result = {}
     for level in ("fine", "coarse"):
         v_mask, t_mask = getattr(val, f"{level}_mask"), getattr(test, f"{level}_mask")
@@ -540,7 +541,7 @@ def run_methods(
         val_out, test_out = predict_outputs(model, val), predict_outputs(model, test)
         rows.append({"method": method, "seed": seed, "lam": np.nan if lam is None else lam,
                      "best_epoch": fit_result.best_epoch, "val_fine_loss": fit_result.best_value,
-                     **evaluate(val_out, val, test_out, test)})
+                     **score_outputs(val_out, val, test_out, test)})
         table.val_outputs[(method, seed)] = val_out
         table.test_outputs[(method, seed)] = test_out
         if keep_models:
@@ -603,7 +604,7 @@ def finetune_method(
     train_head(model, train, None, lam, config, seed, param_groups=groups)
     batch = max(1, config.batch_size)
     val_out, test_out = predict_outputs(model, val, batch), predict_outputs(model, test, batch)
-    return model, evaluate(val_out, val.targets, test_out, test.targets)
+    return model, score_outputs(val_out, val.targets, test_out, test.targets)
 
 
 def pooling_comparison(table: MethodTable, val: HierarchicalData, test: HierarchicalData,
@@ -635,7 +636,7 @@ def reference_logistic(train: HierarchicalData, val: HierarchicalData, test: Hie
     """A converged flat reference: one scikit-learn logistic regression per fine tag, fitted on
     that tag's known training labels (L2, ``C=c``); coarse scores by grouped max pooling.
 
-    Returns (validation, test) outputs for :func:`evaluate`. It shows how far the SGD-trained
+    Returns (validation, test) outputs for :func:`score_outputs`. It shows how far the SGD-trained
     flat head of ``run_methods`` is from the optimum of the same model.
     """
     from sklearn.linear_model import LogisticRegression
@@ -662,7 +663,8 @@ def reference_logistic(train: HierarchicalData, val: HierarchicalData, test: Hie
 # ----------------------------------------------------------------------------- reading results
 
 
-def thresholds(out: HierarchicalOutput, data: HierarchicalData) -> tuple[np.ndarray, np.ndarray]:
+def level_thresholds(out: HierarchicalOutput, data: HierarchicalData
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Per-tag F1 thresholds (fine, coarse) tuned on validation outputs ``out`` of ``data``."""
     return (
         tune_thresholds(_np(data.fine).astype(int), _np(out.fine), _np(data.fine_mask)),
