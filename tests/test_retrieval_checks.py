@@ -37,8 +37,22 @@ def _metrics_04():
     retrieval = {run: copy.deepcopy(good) for run in checks_04.RUNS}
     figures = [{"name": f"text->audio R@10, {run}", "value": 60.0, "published": published,
                 "unit": "%"} for run, published in checks_04.PUBLISHED_R10.items()]
+    lengths = [2.0, 10.0]
+    ablations = {name: {"metrics": copy.deepcopy(good), "seconds": 5.0, "what": "weights",
+                        "trained_parameters": 1_443_841, "epochs": 5, "best_epoch": 4}
+                 for name in checks_04.YAMNET_ROWS}
+    ablations["YAMNet last block + projections (joint)"]["trained_parameters"] = 2_503_681
+    scratch = {"text_to_audio": _rates(0.1, 0.3, 0.45, 0.2), "audio_to_text": _rates(0.1, 0.3,
+                                                                                      0.4, 0.2)}
+    for seconds in lengths:
+        ablations[f"PaSST from scratch, {seconds:g} s segments"] = {
+            "metrics": copy.deepcopy(scratch), "seconds": 20.0, "trained_parameters": 579_841,
+            "what": "random init", "epochs": 20, "best_epoch": 20}
+    matrix = {f"{a:g} s": {f"{b:g} s": scratch["text_to_audio"] for b in lengths} for a in lengths}
     return {"retrieval": retrieval, "chance": copy.deepcopy(CHANCE), "figures": figures,
-            "zero_shot": {"dual encoder + prompts": 0.5, "random (expected)": 0.2}}
+            "zero_shot": {"dual encoder + prompts": 0.5, "random (expected)": 0.2},
+            "ablations": ablations, "segment_matrix": matrix, "smoke": False,
+            "settings": {"segment_lengths": lengths}}
 
 
 def test_check_04_passes_good_metrics_and_fails_bad_ones():
@@ -61,6 +75,47 @@ def test_check_04_passes_good_metrics_and_fails_bad_ones():
         small["retrieval"][run]["text_to_audio"] = _rates(0.15, 0.8, 0.9, 0.45)
     with pytest.raises(AssertionError, match="R@1 0.150 is less than 3.0x"):
         checks_04.check(small)
+
+
+DELETE = object()
+JOINT, CONTROL = checks_04.YAMNET_ROWS[2], checks_04.YAMNET_ROWS[1]
+AT_CHANCE = _rates(1 / 300, 5 / 300, 10 / 300, 0.01)
+
+
+def _change(metrics, path, value):
+    node = metrics
+    for key in path[:-1]:
+        node = node[key]
+    if value is DELETE:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return metrics
+
+
+@pytest.mark.parametrize("path, value, match", [
+    (("ablations", CONTROL), DELETE, "ablation rows"),
+    (("ablations", JOINT, "metrics", "text_to_audio", "R@10"), 0.05, "joint.*less than 3.0x"),
+    (("ablations", JOINT, "trained_parameters"), 1_443_841, "projections plus YAMNet layers"),
+    (("ablations", "PaSST from scratch, 10 s segments", "seconds"), 0.0, "cost missing"),
+    (("ablations", "PaSST from scratch, 10 s segments", "metrics", "text_to_audio", "R@1"), 2.0,
+     "not a rate"),
+    (("segment_matrix", "10 s", "2 s"), DELETE, "does not cross every length"),
+    (("segment_matrix", "10 s", "10 s"), _rates(0.1, 0.3, 0.5, 0.2), "differs from the row's own"),
+])
+def test_check_04_fails_on_bad_ablation_rows(path, value, match):
+    checks_04.check(_metrics_04())
+    with pytest.raises(AssertionError, match=match):
+        checks_04.check(_change(_metrics_04(), path, value))
+
+
+def test_check_04_asks_from_scratch_rows_above_chance_except_in_smoke_runs():
+    bad = _change(_metrics_04(), ("ablations", "PaSST from scratch, 2 s segments", "metrics",
+                                  "text_to_audio"), AT_CHANCE)
+    _change(bad, ("segment_matrix", "2 s", "2 s"), AT_CHANCE)
+    with pytest.raises(AssertionError, match="2 s segments: text->audio R@10 0.033 is less than"):
+        checks_04.check(bad)
+    checks_04.check({**bad, "smoke": True})
 
 
 def _metrics_05(smoke=False, r10=0.4):

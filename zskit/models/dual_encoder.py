@@ -33,6 +33,7 @@ templates: :func:`prompt_classifier`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -515,6 +516,17 @@ class RetrievalPairs(torch.utils.data.Dataset):
             rewritten = [p.text_embeddings[[r for rows in p.rewrite_rows for r in rows]]
                          for p in parts]
             out.text_embeddings = torch.cat(captions + rewritten)
+        return out
+
+    def with_audio(self, audio: torch.Tensor | Sequence[str | Path],
+                   sample_rate: int | None = None) -> RetrievalPairs:
+        """The same captions, rewrites and settings (text embeddings included) over another audio
+        representation of the same clips in the same order (e.g. another encoder's inputs)."""
+        if len(audio) != self.n_clips:
+            raise DataError(f"{len(audio)} audio items for {self.n_clips} clips; pass one per "
+                            "clip, in the order of these pairs.")
+        out = dataclasses.replace(self, audio=audio, sample_rate=sample_rate)
+        out.text_embeddings = self.text_embeddings
         return out
 
     @property

@@ -245,15 +245,27 @@ class Yamnet(AudioEncoder):
                 f"patches must be (N, 1, frames, mels) or (N, frames, mels), got "
                 f"{tuple(patches.shape)}; build them with Yamnet.patches(waveforms)."
             )
-        x = patches
-        if self.cfg.input_range is not None:
+        emb = self.pool(self.run_layers(patches))
+        return emb, self.logits(emb)
+
+    def run_layers(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """YAMNet's convolutional layers ``start`` to ``stop - 1`` on ``x`` (patches
+        ``(N, 1, F, M)`` when ``start`` is 0, which also applies the input clamp; otherwise the
+        output of layer ``start - 1``). Running a frozen prefix once and the rest later is how
+        the last layers are fine-tuned cheaply (``zskit.models.retrieval_ablations``)."""
+        if start == 0 and self.cfg.input_range is not None:
             x = x.clamp(*self.cfg.input_range)
-        for name in self.layer_names:
+        for name in self.layer_names[start:stop]:
             x = getattr(self, name)(x)
+        return x
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Patch embeddings ``(N, D)`` from the last layer's output ``(N, D, H, W)``: the spatial
+        mean, clipped at the int8 model's ceiling when ``activation_clamp`` is set."""
         emb = x.mean(dim=(-2, -1))
         if self.cfg.activation_clamp:
             emb = torch.minimum(emb, self.embedding_ceiling.to(emb.dtype))
-        return emb, self.logits(emb)
+        return emb
 
     def patches(self, waveforms: torch.Tensor) -> torch.Tensor:
         """Log-mel patches ``(B, P, frames, mels)`` of waveforms ``(B, T)``, zero-padded at the end
