@@ -188,8 +188,8 @@ def test_recipe_encoder_adapts_an_imagenet_checkpoint_from_a_folder(tmp_path):
     deit.save_pretrained(tmp_path / "deit")
     model = recipe_encoder("esc50", 50, "imagenet", source=str(tmp_path / "deit"), **TINY)
     kernel = model.audio_spectrogram_transformer.embeddings.patch_embeddings.projection.weight
-    torch.testing.assert_close(kernel, deit.embeddings.patch_embeddings.projection.weight.mean(
-        1, keepdim=True), msg="the colour channels averaged")
+    torch.testing.assert_close(kernel, deit.embeddings.patch_embeddings.projection.weight.sum(
+        1, keepdim=True), msg="the colour channels summed, as AST's released code does")
     assert model.cfg.max_length == 512 and model.cfg.num_classes == 50, "ESC-50's input, 50 classes"
     with pytest.raises(DataError, match="could not load"):
         recipe_encoder("esc50", 50, "imagenet", source=str(tmp_path / "absent"), **TINY)

@@ -35,6 +35,7 @@ from zskit.models.dual_encoder import (
     paper4_finetune_config,
     paper4_pretrain_config,
     paper5_config,
+    pretraining_corpora,
     prompt_classifier,
     segment_average,
     unfreeze_last_blocks,
@@ -434,3 +435,34 @@ def test_informative_k_picks_the_largest_cutoff_with_low_chance():
     assert informative_k(small) == 1
     assert informative_k(small, max_chance=0.4) == 5
     assert informative_k(chance_retrieval_metrics(np.eye(300, dtype=bool))) == 10
+
+
+def _corpus(root, paths, splits, name=None):
+    manifest = pd.DataFrame({"clip_id": paths, "path": paths, "split": splits})
+    n = len(paths)
+    return Corpus(root, manifest, {} if name is None else {"name": name}, [],
+                  np.zeros((n, 0), np.int8), np.zeros((n, 0), bool), [["x"]] * n)
+
+
+def test_pretraining_takes_the_targets_training_split_and_never_its_test_clips(tmp_path):
+    target = _corpus(tmp_path / "clotho", ["a.wav", "b.wav", "c.wav", "d.wav"],
+                     ["train", "train", "validation", "test"], name="ClothoV2")
+    same_folder = _corpus(tmp_path / "clotho", ["a.wav", "b.wav", "c.wav", "d.wav"],
+                          ["train", "train", "validation", "test"])
+    same_name = _corpus(tmp_path / "copy", ["a.wav", "c.wav"], ["train", "test"], name="ClothoV2")
+    other = _corpus(tmp_path / "audiocaps", ["x.wav", "y.wav"], ["train", "test"],
+                    name="AudioCaps")
+    parts = pretraining_corpora([same_folder, same_name, other], target)
+    assert [p.paths for p in parts] == [
+        [tmp_path / "clotho" / "a.wav", tmp_path / "clotho" / "b.wav"],
+        [tmp_path / "copy" / "a.wav"],
+        [tmp_path / "audiocaps" / "x.wav", tmp_path / "audiocaps" / "y.wav"],  # all of it
+    ]
+    leaky = _corpus(tmp_path, ["clotho/d.wav", "z.wav"], ["train", "train"], name="mix")
+    with pytest.raises(DataError, match="1 validation/test clips"):
+        pretraining_corpora([leaky], target)
+
+
+def test_rewrites_need_one_list_per_caption():
+    with pytest.raises(DataError, match="clip 0 has 1 rewrite lists for 2 captions"):
+        RetrievalPairs(torch.zeros(1, 4), [["a dog", "a cat"]], [[["x"]]])

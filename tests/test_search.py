@@ -150,3 +150,11 @@ def test_an_approximate_index_that_finds_fewer_than_k_shows_only_what_it_found()
         assert len(frame) == int((~missing[q]).sum()) and (frame["row"] >= 0).all(), frame
         assert frame["rank"].tolist() == list(range(1, len(frame) + 1))
         assert frame["id"].tolist() == [f"clip{i}" for i in frame["row"]], "ids follow rows"
+
+
+@pytest.mark.skipif(not HAS_FAISS, reason="faiss-cpu is not installed")
+@pytest.mark.parametrize("factory", ["NotAnIndex", "IVF1024,Flat"])
+def test_a_faiss_index_that_cannot_be_built_says_what_to_use(factory):
+    items = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="IVF1,Flat|backend='exact'"):
+        EmbeddingIndex(items, backend="faiss", faiss_factory=factory)

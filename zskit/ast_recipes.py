@@ -157,7 +157,9 @@ def recipe_encoder(recipe: str, num_classes: int, init: str = "imagenet", *,
         except OSError as err:
             raise DataError(f"could not load {name} ({err}); it is downloaded from the Hugging "
                             "Face hub, so go online once, or pass a local directory as source.") from err
-        adapt_vision_transformer(model, vision)
+        # AST's released code sums the colour channels (the paper says "average"); the sum is
+        # what produced the published figures, and it is exactly the ViT on a 3-channel copy.
+        adapt_vision_transformer(model, vision, channel_reduction="sum")
     elif init == "audioset":
         if recipe.startswith("audioset"):
             raise ConfigError("init='audioset' starts from a model already trained on AudioSet; "

@@ -15,6 +15,7 @@ FAISS is optional (``pip install faiss-cpu``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -148,9 +149,18 @@ class EmbeddingIndex:
         if factory is None:
             index = faiss.IndexFlatIP(self.dim)
         else:
-            index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
-            if not index.is_trained:
-                index.train(data)
+            try:
+                index = faiss.index_factory(self.dim, factory, faiss.METRIC_INNER_PRODUCT)
+                if not index.is_trained:
+                    index.train(data)
+            except RuntimeError as err:  # FAISS reports bad strings and sizes from C++
+                lists = max(1, len(data) // 39)
+                reason = re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "",
+                                str(err).strip().splitlines()[-1])
+                raise ConfigError(
+                    f"faiss_factory={factory!r} failed on {len(data)} items: {reason}. Use a valid index string with at "
+                    f"most about {lists} inverted lists for this many items (e.g. "
+                    f"'IVF{lists},Flat'), or backend='exact'.") from err
         if nprobe is not None:
             try:
                 faiss.ParameterSpace().set_index_parameter(index, "nprobe", int(nprobe))

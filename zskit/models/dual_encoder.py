@@ -78,6 +78,7 @@ __all__ = [
     "paper4_finetune_config",
     "paper4_pretrain_config",
     "paper5_config",
+    "pretraining_corpora",
     "prompt_classifier",
     "relevance_matrix",
     "retrieval_metric_fn",
@@ -469,6 +470,12 @@ class RetrievalPairs(torch.utils.data.Dataset):
         if self.rewrites is not None and len(self.rewrites) != n:
             raise DataError(f"{len(self.rewrites)} rewrite lists for {n} clips; pass one per clip "
                             "(zskit.text_augment.make_rewrites).")
+        short = [i for i in range(n) if self.rewrites is not None
+                 and len(self.rewrites[i]) != len(self.captions[i])]
+        if short:
+            raise DataError(f"clip {short[0]} has {len(self.rewrites[short[0]])} rewrite lists for "
+                            f"{len(self.captions[short[0]])} captions; pass one list of rewrites "
+                            "per caption (zskit.text_augment.make_rewrites does).")
         if not isinstance(self.audio, torch.Tensor) and self.sample_rate is None:
             raise ConfigError("audio files need sample_rate (the audio encoder's sample_rate).")
         self.texts: list[str] = []  # every caption, then every rewrite
@@ -659,6 +666,32 @@ def corpus_keywords(corpus: Any) -> list[list[str]]:
     if "keywords" not in corpus.manifest.columns:
         return [[] for _ in range(len(corpus))]
     return [split_list(cell) for cell in corpus.manifest["keywords"]]
+
+
+def pretraining_corpora(corpora: Sequence[Any], target: Any) -> list[Any]:
+    """What each of ``corpora`` contributes to pre-training before fine-tuning on ``target``.
+
+    Paper 4 pre-trains on ClothoV2's *training* split together with AudioCaps and WavCaps, then
+    fine-tunes on ClothoV2: a corpus of the target data set (same folder, or the same
+    ``metadata["name"]``) gives its ``train`` split only, any other corpus every clip. A
+    target validation or test clip (by resolved audio path) found in what remains raises a
+    ``DataError``: pre-training on it would leak the test set into the model.
+    """
+    held_out = {p.resolve() for p, s in zip(target.paths, target.manifest["split"])
+                if s in ("validation", "test")}
+    name = target.metadata.get("name")
+    out = []
+    for c in corpora:
+        same = (Path(c.root).resolve() == Path(target.root).resolve()
+                or (name is not None and c.metadata.get("name") == name))
+        part = c.split("train") if same else c
+        leaked = sorted(held_out & {p.resolve() for p in part.paths})
+        if leaked:
+            raise DataError(f"{len(leaked)} validation/test clips of the target corpus are also "
+                            f"in the pre-training corpus {c.root} (e.g. {leaked[0].name}); "
+                            "prepare it without them or leave it out of the pre-training list.")
+        out.append(part)
+    return out
 
 
 def corpus_pairs(corpus: Any, split: str | None = None, audio: Any = None, *,
