@@ -1,20 +1,31 @@
 """Training a head on cached embeddings: ``fit()``'s tensor fast path against the loops users
 would otherwise write, in one run.
 
-Three loops train the same head (linear, or a 2-layer MLP with 256 hidden units; AdamW, masked BCE)
+Four loops train the same head (linear, or a 2-layer MLP with 256 hidden units; AdamW, masked BCE)
 on the same in-memory tensors (synthetic clip embeddings and multi-hot labels) for the same number
 of epochs, at several batch sizes:
 
-- ``fit``: ``zskit.train.fit(model, (X, Y))``: index slices of a seeded permutation, no DataLoader;
-- DataLoader: the textbook loop over ``DataLoader(TensorDataset(X, Y), shuffle=True)``, which
-  fetches and collates one example at a time;
-- bare loop: a hand-written loop over index slices of ``torch.randperm`` with nothing else (the
-  floor: no schedule, no loss check, no bookkeeping).
+- ``fit``: ``zskit.train.fit(model, (X, Y))``: index slices of a seeded permutation, no DataLoader,
+  AdamW with torch's fused step where this torch has one (CPU: torch >= 2.4);
+- DataLoader: the textbook loop over ``DataLoader(TensorDataset(X, Y), batch_size,
+  shuffle=True)``, which fetches and collates one example at a time, with the same optimiser as
+  ``fit`` (fused AdamW): the ratio to it is what the data path alone is worth;
+- DataLoader, default AdamW: the same loop with ``torch.optim.AdamW(params, lr)`` as most code
+  writes it (torch's default, unfused step on a CPU): what a user gains by switching to ``fit``;
+- bare loop: a hand-written loop over index slices of ``torch.randperm`` with nothing else (no
+  schedule, no loss check, no bookkeeping) and the same optimiser as ``fit``: the floor.
 
 Prints samples/s of each (best of ``--repeats``) and the ratios. The DataLoader's cost is per
 example, the others' per batch, so the gap grows with the batch size and shrinks as the head's own
 compute grows. A first table times the batches alone (one epoch of batches, no training): the
-fast path's ``TensorBatches`` against the DataLoader.
+fast path's ``TensorBatches`` against the DataLoader. The column "data share" is the part of
+the DataLoader loop's time that its batches alone take: by Amdahl's law, no data path can make a
+loop with the same training step faster than 1 / (1 - share).
+
+Times are process CPU time by default (``--clock cpu``): with one torch thread that is the work
+done, and it does not count the time the process waits for a core on a machine shared with other
+work, which makes wall times swing by 10-30 % from one run to the next. ``--clock wall`` times
+the wall clock instead.
 
     .venv/bin/python benchmarks/bench_fit.py [--clips 20000] [--dim 512] [--batches 64 256 1024]
 """
@@ -33,6 +44,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from zskit.losses import masked_bce
 from zskit.train import TrainConfig, fit
 from zskit.train.batches import TensorBatches
+from zskit.train.loop import _has_fused_kernel
+
+FUSED = _has_fused_kernel(torch.optim.AdamW, torch.device("cpu"), torch.float32) or None
 
 
 def make_model(head: str, dim: int, n_classes: int) -> nn.Module:
@@ -52,7 +66,7 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tens
 
 def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
               lr: float) -> None:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=FUSED)
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
         for a in range(0, len(x), batch):
@@ -61,12 +75,17 @@ def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, ep
 
 
 def dataloader_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
-                    lr: float) -> None:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+                    lr: float, fused: bool | None = FUSED) -> None:
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
     for _ in range(epochs):
         for xb, yb in loader:
             train_step(model, optimizer, xb, yb)
+
+
+def default_adamw_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
+                       epochs: int, lr: float) -> None:
+    dataloader_loop(model, x, y, batch, epochs, lr, fused=None)
 
 
 def fit_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
@@ -76,13 +95,15 @@ def fit_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epo
     fit(model, (x, y), config=config)
 
 
-def time_batches(x: torch.Tensor, y: torch.Tensor, batch: int, repeats: int
+def time_batches(x: torch.Tensor, y: torch.Tensor, batch: int, repeats: int, clock
                  ) -> tuple[float, float]:
     """Seconds for one epoch of batches (best of ``repeats``): TensorBatches, DataLoader."""
     fast = TensorBatches((x, y), batch, device=torch.device("cpu"), shuffle=True)
     loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
-    t_fast = min(timeit.repeat(lambda: sum(1 for _ in fast.epoch(0)), number=1, repeat=repeats))
-    t_loader = min(timeit.repeat(lambda: sum(1 for _ in loader), number=1, repeat=repeats))
+    t_fast = min(timeit.repeat(lambda: sum(1 for _ in fast.epoch(0)), number=1, repeat=repeats,
+                               timer=clock))
+    t_loader = min(timeit.repeat(lambda: sum(1 for _ in loader), number=1, repeat=repeats,
+                                 timer=clock))
     return t_fast, t_loader
 
 
@@ -98,7 +119,10 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: steady timings on a machine shared with other work)")
+    ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                    help="process CPU time (default) or wall time")
     args = ap.parse_args()
+    clock = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(args.clips, args.dim, generator=gen)
@@ -106,27 +130,34 @@ def main() -> None:
     samples = args.clips * args.epochs
     print(f"torch threads {torch.get_num_threads()}; {args.clips} x {args.dim} embeddings, "
           f"{args.classes} classes, {args.epochs} epoch(s) per run; samples/s, best of "
-          f"{args.repeats}")
+          f"{args.repeats} ({args.clock} time)")
+    print(f"fused AdamW step: {bool(FUSED)}")
     print("batches alone: batch | TensorBatches | DataLoader | ratio")
+    loader_epoch = {}
     for batch in args.batches:
-        t_fast, t_loader = time_batches(x, y, batch, args.repeats)
-        print(f"{batch:19d} | {args.clips / t_fast:13.0f} | {args.clips / t_loader:10.0f} | "
-              f"{t_loader / t_fast:5.0f}x")
-    loops = {"fit": fit_loop, "DataLoader": dataloader_loop, "bare": bare_loop}
-    print("head    batch |        fit | DataLoader |       bare | fit/DataLoader | fit/bare | load")
+        t_fast, loader_epoch[batch] = time_batches(x, y, batch, args.repeats, clock)
+        print(f"{batch:19d} | {args.clips / t_fast:13.0f} | {args.clips / loader_epoch[batch]:10.0f}"
+              f" | {loader_epoch[batch] / t_fast:5.0f}x")
+    loops = {"fit": fit_loop, "DataLoader": dataloader_loop, "default": default_adamw_loop,
+             "bare": bare_loop}
+    print("head    batch |     fit | DataLoader | DL, default AdamW |    bare | fit/DL | data share"
+          " | fit/DL default | fit/bare | load")
     for head in args.heads:
         for batch in args.batches:
             best = {name: float("inf") for name in loops}
             for _ in range(args.repeats):  # interleaved, so load changes hit every loop alike
                 for name, loop in loops.items():
                     model = make_model(head, args.dim, args.classes)
-                    t0 = time.perf_counter()
+                    t0 = clock()
                     loop(model, x, y, batch, args.epochs, args.lr)
-                    best[name] = min(best[name], time.perf_counter() - t0)
+                    best[name] = min(best[name], clock() - t0)
             rate = {name: samples / seconds for name, seconds in best.items()}
-            print(f"{head:<7} {batch:5d} | {rate['fit']:10.0f} | {rate['DataLoader']:10.0f} | "
-                  f"{rate['bare']:10.0f} | {rate['fit'] / rate['DataLoader']:13.1f}x | "
-                  f"{rate['fit'] / rate['bare']:8.3f} | {os.getloadavg()[0]:.1f}")
+            share = args.epochs * loader_epoch[batch] / best["DataLoader"]
+            print(f"{head:<7} {batch:5d} | {rate['fit']:7.0f} | {rate['DataLoader']:10.0f} | "
+                  f"{rate['default']:17.0f} | {rate['bare']:7.0f} | "
+                  f"{rate['fit'] / rate['DataLoader']:5.2f}x | {share:10.0%} | "
+                  f"{rate['fit'] / rate['default']:13.2f}x | {rate['fit'] / rate['bare']:8.3f} | "
+                  f"{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

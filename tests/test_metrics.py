@@ -16,6 +16,7 @@ from sklearn.metrics import (
     top_k_accuracy_score,
 )
 
+from zskit import metrics
 from zskit.errors import ConfigError
 from zskit.metrics import (
     _count_irrelevant_at_least,
@@ -112,19 +113,28 @@ def test_ap_matches_brute_force_with_ties():
 
 
 @pytest.mark.parametrize("tile_bytes", [1, 4096, 1 << 18])
+@pytest.mark.parametrize("signed", [True, False], ids=["search-route", "key-route"])
 def test_ap_over_several_class_blocks_matches_sklearn_and_leaves_input_alone(
-    tile_bytes, monkeypatch
+    tile_bytes, signed, monkeypatch
 ):
-    """More classes than one sorting block, float32 scores with ties and infinities, a
-    column-major score matrix (whose per-block copy must not sort the caller's array), and
-    transposing copies made of one row per tile, several rows per tile, or one tile."""
+    """More classes than one sorting block (and than one key group), float32 scores with ties
+    and infinities, a column-major score matrix (whose per-block copy must not sort the
+    caller's array), and transposing copies made of one row per tile, several rows per tile,
+    or one tile. Signed scores take the search route, scores >= 0 the integer-key route, where
+    -0.0 and 0.0 must tie."""
     monkeypatch.setattr("zskit.metrics._AP_TILE_BYTES", tile_bytes)
+    monkeypatch.setattr("zskit.metrics._AP_KEY_BYTES", 1)  # as many key groups as blocks
     rng = np.random.default_rng(4)
     n, c = 300, 150
     y = rng.random((n, c)) < rng.uniform(0.01, 0.3, c)
     y[0] = True  # every class has a positive
-    s = np.round(rng.normal(size=(n, c)) + y, 1).astype(np.float32)
-    s[5, :40], s[6, 20:60] = np.inf, -np.inf
+    if signed:
+        s = np.round(rng.normal(size=(n, c)) + y, 1).astype(np.float32)
+        s[5, :40], s[6, 20:60] = np.inf, -np.inf
+    else:
+        s = np.round(rng.random((n, c)) + y, 1).astype(np.float32)
+        s[5, :40], s[6, 20:60] = np.inf, 0.0
+        s[7:40:3] = -0.0  # ties with the zeros above, and with each other
     s = np.asfortranarray(s)
     mask = rng.random((n, c)) < 0.7
     mask[0] = True
@@ -135,6 +145,45 @@ def test_ap_over_several_class_blocks_matches_sklearn_and_leaves_input_alone(
         np.testing.assert_allclose(ours, sklearn_ap(y, finite, m), atol=1e-12,
                                    err_msg="AP differs from sklearn across class blocks")
     np.testing.assert_array_equal(s, before, err_msg="average_precision_per_class changed y_score")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ap_routes_agree_and_each_is_taken(dtype, monkeypatch):
+    """Scores >= 0 take the integer-key route and any others the search route (each checked by
+    making the other one fail); on the same scores both routes give identical APs, masked or
+    not, with heavy ties, unknown entries holding positives and large scores, and classes
+    without a positive or without a known entry."""
+    rng = np.random.default_rng(9)
+    n, c = 400, 90
+    y = rng.random((n, c)) < rng.uniform(0.005, 0.5, c)
+    y[:, 7] = False
+    s = (np.round(rng.random((n, c)) * 16) / 16 + 0.25 * y).astype(dtype)  # exact; heavy ties
+    mask = rng.random((n, c)) < 0.6
+    mask[:, 11] = False
+    garbage_y, garbage_s = y | ~mask, np.where(mask, s, dtype(1e30))  # under mask=False
+    routes = {"keys": metrics._ap_by_keys, "search": metrics._ap_by_search}
+    for m in (None, mask):
+        pos = y if m is None else y & m
+        by_keys, by_search = (route(pos, s, m) for route in routes.values())
+        np.testing.assert_array_equal(by_keys, by_search, err_msg="the two routes disagree")
+        assert np.isnan(by_keys[7]) and np.isfinite(by_keys[:7]).all()
+    np.testing.assert_allclose(average_precision_per_class(y, s, mask), sklearn_ap(y, s, mask),
+                               atol=1e-12, err_msg="masked AP differs from sklearn")
+
+    def refuse(*_):
+        raise AssertionError("the wrong route was taken")
+
+    monkeypatch.setattr(metrics, "_ap_by_search", refuse)
+    np.testing.assert_array_equal(
+        average_precision_per_class(garbage_y, garbage_s, mask), by_keys,
+        err_msg="values under mask=False changed the AP (key route)")
+    monkeypatch.setattr(metrics, "_ap_by_search", routes["search"])
+    monkeypatch.setattr(metrics, "_ap_by_keys", refuse)
+    shifted = s - dtype(2)  # negative scores, the same order and ties (multiples of 1/16)
+    np.testing.assert_array_equal(average_precision_per_class(y, shifted, mask), by_keys,
+                                  err_msg="the search route differs on shifted scores")
+    with_nan = np.where(mask, s, np.nan).astype(dtype)  # NaN under mask=False: search route
+    np.testing.assert_array_equal(average_precision_per_class(y, with_nan, mask), by_keys)
 
 
 def test_ap_finds_nan_at_a_known_entry_in_any_block():

@@ -25,6 +25,7 @@ from zskit.train import (
     linear_decay,
     linear_warmup,
     load_checkpoint,
+    loop,
     lr_factor,
     predict,
     step_decay,
@@ -230,6 +231,62 @@ def test_default_loss_ignores_masked_labels_and_param_groups_apply():
     trained = fit(model, (x, y), config=config, param_groups=groups).model
     assert torch.equal(trained[0].weight, first), "a parameter group with lr=0 must not move"
     assert not torch.equal(trained[3].weight, _model()[3].weight), "the other group did not train"
+
+
+class _NoFusedSGD(torch.optim.SGD):
+    """SGD as on a torch without fused kernels: ``fused=True`` fails at the first step."""
+
+    def step(self, closure=None):
+        if self.param_groups[0]["fused"]:
+            raise RuntimeError("fused=True requires params of supported devices")
+        return super().step(closure)
+
+
+def test_fused_optimizer_where_available_and_the_default_otherwise(monkeypatch):
+    """fit takes torch's fused optimiser step when this torch has the kernel (probed once per
+    class, device and dtype), torch's default step otherwise, with the same result."""
+    cpu_fused = tuple(map(int, torch.__version__.split(".")[:2])) >= (2, 4)
+    assert loop._has_fused_kernel(torch.optim.AdamW, torch.device("cpu"), torch.float32) == (
+        cpu_fused)
+    assert not loop._has_fused_kernel(_NoFusedSGD, torch.device("cpu"), torch.float32)
+    x, y = _data(32)
+    used = []
+
+    class Spy(Callback):
+        def on_train_start(self, state):
+            used.append(state.optimizer.param_groups[0]["fused"])
+
+    config = dataclasses.replace(QUIET, batch_size=8, max_epochs=3, select="last")
+    fused = fit(_model(), (x, y), config=config, callbacks=[Spy()]).model
+    monkeypatch.setattr(loop, "_has_fused_kernel", lambda *_: False)
+    default = fit(_model(), (x, y), config=config, callbacks=[Spy()]).model
+    assert used == [True if cpu_fused else None, None], f"fused flags {used}"
+    _assert_same(_weights(fused), _weights(default), "fused vs default AdamW", atol=1e-6)
+
+
+def test_fast_path_batches_are_not_moved_and_constant_lr_counts_steps(tmp_path, monkeypatch):
+    """The tensor fast path's batches are already on the device, so the loop does not pass
+    them through to_device (a Dataset's batches still go there); a constant schedule skips
+    LambdaLR's per-step work but its saved state still counts the steps, as a stepped one."""
+    moved = []
+
+    def spy(batch, device):
+        moved.append(len(batch))
+        return batch
+
+    monkeypatch.setattr(loop, "to_device", spy)
+    x, y = _data(40)
+    rec = Recorder()
+    config = dataclasses.replace(QUIET, lr=0.05, batch_size=8, max_epochs=3, select="last")
+    fast = fit(_model(), (x, y), val_data=(x, y), config=config, callbacks=[rec],
+               out_dir=tmp_path)
+    assert moved == [], "fast-path batches went through to_device"
+    assert rec.lrs == [0.05] * 15, "a constant schedule must keep the lr"
+    schedule = load_checkpoint(tmp_path / CHECKPOINT_FILE)["schedule"]["per_step"]
+    assert schedule["last_epoch"] == 15 and schedule["_last_lr"] == [0.05]
+    loader = fit(_model(), TensorDataset(x, y), config=config).model
+    assert len(moved) == 15, "a Dataset's batches must be moved to the device"
+    _assert_same(_weights(fast.model), _weights(loader), "tensors vs Dataset", atol=1e-6)
 
 
 def test_predict_keeps_order():

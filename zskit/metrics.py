@@ -18,6 +18,7 @@ positive, and for ROC AUC also no known negative); the macro means skip them.
 from __future__ import annotations
 
 import logging
+import math
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -52,8 +53,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-_AP_BLOCK = 64  # classes sorted together by average_precision_per_class
-_AP_TILE_BYTES = 1 << 18  # bytes per tile of its transposing copy (stays in L2 cache)
+_AP_BLOCK = 64  # classes sorted together by average_precision_per_class's search route
+_AP_TILE_BYTES = 1 << 18  # bytes per tile of its transposing copies (stays in L2 cache)
+_AP_KEY_BYTES = 1 << 24  # keys sorted at a time by its integer-key route (16 MiB)
 _NAN_SCORES = "y_score holds NaN where mask is True; fix the scorer or mask them."
 
 
@@ -74,13 +76,16 @@ def _tagging_inputs(
     y_score: np.ndarray | None,
     mask: np.ndarray | None,
     check_nan: bool = True,
+    keep_unknown_labels: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Check shapes and return (binary truth, scores, known-entry mask) as 2-D arrays.
 
     Scores keep a float32 or float64 dtype (other dtypes become float64): comparisons, the only
     thing the rank-based metrics do with them, are exact in either. The checks make elementwise
     passes only, so they cost little beside the metrics on large matrices. ``check_nan=False``
-    leaves the NaN check (a pass over the scores) to a caller that finds NaN more cheaply.
+    leaves the NaN check (a pass over the scores) to a caller that finds NaN more cheaply;
+    ``keep_unknown_labels=True`` leaves labels under ``mask=False`` in the truth for a caller
+    that ignores them itself (a boolean ``y_true`` is then returned as it is, with no copy).
     """
     truth = _as_2d("y_true", y_true)
     known = None
@@ -107,7 +112,7 @@ def _tagging_inputs(
             )
     if known is None:
         known = np.ones(truth.shape, dtype=bool)
-    else:
+    elif not keep_unknown_labels:
         pos = pos & known
     score = None
     if y_score is not None:
@@ -146,15 +151,116 @@ def _transposed_scores(score: np.ndarray, known: np.ndarray | None, cols: slice)
     return ranked
 
 
-def average_precision_per_class(
-    y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray | None = None
-) -> np.ndarray:
-    """AP of each class (column); NaN for classes with no positive among the known entries.
+def _fill_keys(
+    keys: np.ndarray, bits: np.ndarray, pos: np.ndarray, known: np.ndarray | None, cols: slice
+) -> None:
+    """Write the keys ``2 * bits + label`` of the classes ``cols`` into ``keys``, one row each.
 
-    AP is the mean over a class's positives of the precision at its score: known positives
-    scoring at least as high, over known clips scoring at least as high (tied scores form one
-    threshold, as in scikit-learn). Only these two counts are needed, so nothing is argsorted.
-    The work is shaped by memory traffic, which dominates on AudioSet-sized inputs:
+    ``bits`` are the scores' IEEE bits as unsigned integers; for scores >= 0 they grow with the
+    score, so sorted keys order the clips by score, negatives before positives among tied
+    scores. The shift drops the sign bit, so ``-0.0`` and ``0.0`` get one key. Unknown entries
+    get all bits set before the shift: one of the two largest keys (whatever their label),
+    after every known one. Written by row tiles of about ``_AP_TILE_BYTES`` that span all of
+    ``cols`` (long inner loops for numpy; a tile stays in cache while it is transposed).
+    """
+    n = bits.shape[0]
+    step = max(1, _AP_TILE_BYTES // (max(len(keys), 1) * bits.itemsize))
+    for r in range(0, n, step):
+        rows = slice(r, r + step)
+        if known is None:
+            tile = bits[rows, cols] << 1
+        else:
+            tile = np.subtract(known[rows, cols].view(np.uint8), 1, dtype=bits.dtype)
+            tile |= bits[rows, cols]
+            tile <<= 1
+        tile |= pos[rows, cols].view(np.uint8)  # the label (unknown entries' is ignored)
+        keys[:, rows] = tile.T
+
+
+def _first_at_least(
+    flat: np.ndarray, lo: np.ndarray, hi: np.ndarray, value: np.ndarray | int
+) -> np.ndarray:
+    """For each sorted stretch ``flat[lo:hi]``, the position of its first entry ``>= value``
+    (``hi`` if none): a binary search run for all stretches at once, with no Python loop over
+    them, so that many short searches cost a few vectorised steps rather than a call each.
+    """
+    lo, hi = lo.copy(), hi.copy()
+    last = max(flat.size - 1, 0)
+    for _ in range(int((hi - lo).max(initial=0)).bit_length()):
+        mid = (lo + hi) >> 1
+        right = (lo < hi) & (flat[np.minimum(mid, last)] < value)
+        lo = np.where(right, mid + 1, lo)
+        hi = np.where(right, hi, np.minimum(mid, hi))
+    return lo
+
+
+def _ap_from_sorted_keys(keys: np.ndarray, masked: bool, odd: np.ndarray) -> np.ndarray:
+    """AP of each row of sorted keys (see :func:`_fill_keys`); NaN for a row without a positive.
+
+    The positives are the odd keys: one scan (``odd`` is its byte buffer) finds them all, in
+    ascending order within each row; with ``masked``, the unknown entries at the end of each
+    row are left out of the scan. A positive's position in its row counts the known clips
+    scoring lower, unless the key before it has the same score; then the tied group's first
+    position is looked up (:func:`_first_at_least`, for those positives only). Positives that
+    share a score share the count of positives at or above it, from the first of them.
+    """
+    width, n = keys.shape
+    flat = keys.reshape(-1)
+    row_start = np.arange(width + 1) * n
+    odd = np.bitwise_and(flat, 1, out=odd[: flat.size], casting="unsafe")
+    if masked:  # unknown entries hold the two largest keys, at the end of each row
+        unknown = np.iinfo(keys.dtype).max - 1
+        known_end = _first_at_least(flat, row_start[:-1], row_start[1:], unknown)
+        for a, b in zip(known_end, row_start[1:]):
+            odd[a:b] = 0
+    else:
+        known_end = row_start[1:]
+    at = np.flatnonzero(odd.view(bool))  # flat positions, by class then score
+    n_pos = np.diff(np.searchsorted(at, row_start))
+    key = flat[at]
+    start = at  # flat position of the first clip with the positive's score: at, unless tied
+    tied = np.flatnonzero((flat[at - 1] | 1) == key)  # at - 1 may be in another row: harmless
+    if tied.size:
+        start = at.copy()
+        lo = at[tied] - at[tied] % n
+        start[tied] = _first_at_least(flat, lo, at[tied], key[tied] - 1)
+    first_tied = np.ones(at.size, dtype=bool)  # the first positive with its score in its class
+    first_tied[1:] = at[:-1] < start[1:]
+    first = np.maximum.accumulate(np.where(first_tied, np.arange(at.size), 0))
+    end = np.cumsum(n_pos)
+    precision = (np.repeat(end, n_pos) - first) / (np.repeat(known_end, n_pos) - start)
+    ap = np.full(width, np.nan)
+    has_pos = n_pos > 0
+    ap[has_pos] = np.add.reduceat(precision, (end - n_pos)[has_pos]) / n_pos[has_pos]
+    return ap
+
+
+def _ap_by_keys(pos: np.ndarray, score: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """Per-class AP of scores that are all >= 0 (no NaN): one integer sort per class.
+
+    The label rides in the lowest bit of each key, so the sorted keys alone give every
+    positive's rank: no separate gathering of the positives and no search for each. Classes go
+    in equal groups whose keys fill about ``_AP_KEY_BYTES`` (but no more groups than blocks of
+    ``_AP_BLOCK`` classes), through one reused buffer: a fresh large buffer costs page faults.
+    """
+    n, n_classes = pos.shape
+    bits = score.view(f"u{score.itemsize}")
+    groups = min(math.ceil(score.nbytes / _AP_KEY_BYTES), math.ceil(n_classes / _AP_BLOCK))
+    width = math.ceil(n_classes / groups)
+    buffer = np.empty((width, n), bits.dtype)
+    odd = np.empty(buffer.size, np.uint8)
+    ap = np.full(n_classes, np.nan)
+    for a in range(0, n_classes, width):
+        cols = slice(a, a + width)
+        keys = buffer[: len(range(*cols.indices(n_classes)))]
+        _fill_keys(keys, bits, pos, known, cols)
+        keys.sort(axis=1)
+        ap[cols] = _ap_from_sorted_keys(keys, known is not None, odd)
+    return ap
+
+
+def _ap_by_search(pos: np.ndarray, score: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+    """Per-class AP of any scores: each class's positives looked up in its sorted scores.
 
     - the positives (a few per cent of the entries) are gathered once in memory order, then
       grouped by class (a radix sort of their class indices);
@@ -169,10 +275,12 @@ def average_precision_per_class(
 
     NaN among known scores is caught after sorting (NaN sorts last), saving a pass over the input.
     """
-    pos, score, known = _tagging_inputs(y_true, y_score, mask, check_nan=False)
-    assert score is not None
     n, n_classes = pos.shape
-    n_known = known.sum(axis=0) if mask is not None else np.full(n_classes, n)
+    if known is None:
+        n_known = np.full(n_classes, n)
+    else:
+        n_known = known.sum(axis=0)
+        pos = pos & known
     flat = np.flatnonzero(pos)  # gathered in memory order, then grouped by class
     cls = flat % n_classes
     gathered = np.take(score, flat) if score.flags.c_contiguous else score[flat // n_classes, cls]
@@ -186,7 +294,7 @@ def average_precision_per_class(
     below = np.empty(cls.size, np.int64)  # known clips scoring lower than each positive
     for a in range(0, n_classes, _AP_BLOCK):
         cols = slice(a, a + _AP_BLOCK)
-        ranked = _transposed_scores(score, None if mask is None else known, cols)
+        ranked = _transposed_scores(score, known, cols)
         ranked.sort(axis=1)
         with_known = np.flatnonzero(n_known[cols])
         if np.isnan(ranked[with_known, n_known[cols][with_known] - 1]).any():
@@ -203,6 +311,34 @@ def average_precision_per_class(
     has_pos = n_pos > 0
     ap[has_pos] = np.add.reduceat(precision, start[has_pos]) / n_pos[has_pos]
     return ap
+
+
+def average_precision_per_class(
+    y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray | None = None
+) -> np.ndarray:
+    """AP of each class (column); NaN for classes with no positive among the known entries.
+
+    AP is the mean over a class's positives of the precision at its score: known positives
+    scoring at least as high, over known clips scoring at least as high (tied scores form one
+    threshold, as in scikit-learn). Only these two counts are needed, so nothing is argsorted.
+    Memory traffic shapes the work on AudioSet-sized inputs; two routes:
+
+    - scores that are all >= 0 (probabilities, the usual input) are sorted as integer keys
+      that carry the label (:func:`_ap_by_keys`), 1.3-2x quicker;
+    - any other scores (logits, or NaN anywhere) are sorted as they are and each class's
+      positives looked up in them (:func:`_ap_by_search`).
+
+    Both give the same values, equal to scikit-learn's up to float rounding of the sums.
+    """
+    pos, score, known = _tagging_inputs(
+        y_true, y_score, mask, check_nan=False, keep_unknown_labels=True
+    )
+    assert score is not None
+    if mask is None:
+        known = None
+    if score.size and score.min() >= 0:  # False when a NaN is anywhere
+        return _ap_by_keys(pos, score, known)
+    return _ap_by_search(pos, score, known)
 
 
 def mean_average_precision(

@@ -61,8 +61,11 @@ class TensorBatches:
     """Batches of in-memory tensors held on ``device``: index slices of a seeded permutation.
 
     No DataLoader and no workers: each batch is ``tensor.index_select(0, idx)``. Under torchrun each
-    rank takes its shard of the permutation (:func:`shard_indices`).
+    rank takes its shard of the permutation (:func:`shard_indices`). The batches are already on
+    ``device`` (``on_device``), so the loop need not move them.
     """
+
+    on_device = True
 
     def __init__(
         self,
@@ -106,7 +109,7 @@ class TensorBatches:
         order = order.to(self.tensors[0].device)
         for b in range(skip, len(self)):
             idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield tuple(t.index_select(0, idx) for t in self.tensors)
+            yield tuple([t.index_select(0, idx) for t in self.tensors])
 
 
 class _ResumableSampler(DistributedSampler):
@@ -125,8 +128,10 @@ class LoaderBatches:
     """Batches from a Dataset (in a DataLoader with a per-epoch seeded sampler) or a DataLoader.
 
     A DataLoader is used as is; under torchrun it is rebuilt with a ``DistributedSampler`` if it
-    has none.
+    has none. Its batches are on the CPU (``on_device`` is False): the loop moves them.
     """
+
+    on_device = False
 
     def __init__(
         self,

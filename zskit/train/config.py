@@ -41,7 +41,7 @@ class TrainConfig:
 
     # optimiser
     lr: float = 1e-3  # peak learning rate (after warm-up)
-    optimizer: str = "adamw"  # adam | adamw | sgd
+    optimizer: str = "adamw"  # adam | adamw | sgd (torch's fused step where it has one)
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)  # adam / adamw
     momentum: float = 0.9  # sgd

@@ -98,7 +98,9 @@ class LRSchedule:
     """The schedule of one run: ``LambdaLR`` stepped per optimiser step.
 
     For ``schedule='plateau'``, ``LambdaLR`` only ramps up; then ``ReduceLROnPlateau`` takes over,
-    stepped once per epoch with the monitored value.
+    stepped once per epoch with the monitored value. A constant schedule without warm-up only
+    counts the steps (its factor is always 1): ``LambdaLR.step`` recomputes and sets every
+    group's lr, a share of each step that is measurable for small heads on a CPU.
     """
 
     def __init__(
@@ -109,6 +111,7 @@ class LRSchedule:
         total_steps: int,
     ) -> None:
         self.warmup = warmup_steps(config, steps_per_epoch)
+        self.constant = config.schedule == "constant" and self.warmup == 0
         self.per_step = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lr_factor(config, steps_per_epoch, total_steps)
         )
@@ -124,7 +127,9 @@ class LRSchedule:
 
     def step(self, steps_done: int) -> None:
         """Call after each optimiser step; ``steps_done`` counts the steps taken so far."""
-        if self.plateau is None or steps_done <= self.warmup:
+        if self.constant:  # the state a step would leave, without the work
+            self.per_step.last_epoch = steps_done
+        elif self.plateau is None or steps_done <= self.warmup:
             self.per_step.step()
 
     def epoch_end(self, monitored: float | None) -> None:
