@@ -19,9 +19,9 @@ from torch.utils.data import DistributedSampler
 
 from zskit.cache import embed_manifest
 from zskit.train import DistInfo, TrainConfig, fit, shard_indices
-from zskit.train.batches import TensorBatches
+from zskit.train.batches import LoaderBatches, TensorBatches
 from zskit.train.distributed import ShardedSampler
-from zskit.train.recipes import BalancedSampler
+from zskit.train.recipes import BalancedSampler, balanced_loader
 
 TESTS = Path(__file__).resolve().parent
 
@@ -196,3 +196,17 @@ def test_sharded_sampler_splits_one_balanced_draw_between_ranks():
     first = list(whole)  # epoch 3
     whole.set_epoch(0)
     assert list(whole) != first, "each epoch draws anew"
+
+
+def test_fit_keeps_balanced_sampling_under_torchrun():
+    labels = np.zeros((12, 3), dtype=np.float32)
+    labels[:10, 0], labels[10, 1], labels[11, 2] = 1, 1, 1
+    x = torch.arange(12).float()[:, None]
+    whole = LoaderBatches(balanced_loader((x, labels), labels, 4, seed=2), 4, shuffle=True)
+    ranks = [LoaderBatches(balanced_loader((x, labels), labels, 2, seed=2), 2, shuffle=True,
+                           dist=DistInfo(r, 2)) for r in (0, 1)]
+    assert all(isinstance(r.loader.sampler, ShardedSampler) for r in ranks), "balanced kept"
+    for epoch in (0, 1):
+        drawn = torch.cat([b[0] for b in whole.epoch(epoch)]).flatten().sort().values
+        shards = torch.cat([b[0] for r in ranks for b in r.epoch(epoch)]).flatten().sort().values
+        assert torch.equal(shards, drawn), f"epoch {epoch}: the ranks together draw {shards}"

@@ -13,10 +13,17 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler
+from torch.utils.data import (
+    DataLoader,
+    Dataset,
+    DistributedSampler,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 from zskit.errors import ConfigError, DataError
-from zskit.train.distributed import DistInfo, shard_indices
+from zskit.train.distributed import DistInfo, ShardedSampler, shard_indices
 
 SINGLE_PROCESS = DistInfo()
 
@@ -127,8 +134,8 @@ class _ResumableSampler(DistributedSampler):
 class LoaderBatches:
     """Batches from a Dataset (in a DataLoader with a per-epoch seeded sampler) or a DataLoader.
 
-    A DataLoader is used as is; under torchrun it is rebuilt with a ``DistributedSampler`` if it
-    has none. Its batches are on the CPU (``on_device`` is False): the loop moves them.
+    A DataLoader is used as is; under torchrun it is rebuilt so that each rank loads its share
+    (``_distributed_loader``: balanced sampling stays balanced). Its batches are on the CPU (``on_device`` is False): the loop moves them.
     """
 
     on_device = False
@@ -196,7 +203,10 @@ class LoaderBatches:
 
 
 def _distributed_loader(loader: DataLoader, seed: int, dist: DistInfo) -> DataLoader:
-    """The same DataLoader with a ``DistributedSampler`` (kept if it already has one)."""
+    """The same DataLoader sharded across ranks: a ``DistributedSampler`` kept as it is; a
+    sequential or random sampler replaced by a ``DistributedSampler``; any other sampler (e.g.
+    ``BalancedSampler``) kept and its draws sharded (:class:`ShardedSampler`), which needs it to
+    draw the same indices on every rank (seeded, as ``BalancedSampler`` is)."""
     if isinstance(loader.sampler, DistributedSampler):
         return loader
     if loader.batch_size is None:
@@ -204,13 +214,16 @@ def _distributed_loader(loader: DataLoader, seed: int, dist: DistInfo) -> DataLo
             "under torchrun fit cannot shard a DataLoader built with a custom batch_sampler; "
             "give it a DistributedSampler-based sampler yourself or pass the Dataset."
         )
-    sampler = DistributedSampler(
-        loader.dataset,
-        num_replicas=dist.world_size,
-        rank=dist.rank,
-        shuffle=isinstance(loader.sampler, RandomSampler),
-        seed=seed,
-    )
+    if isinstance(loader.sampler, (RandomSampler, SequentialSampler)):
+        sampler: Sampler[int] = DistributedSampler(
+            loader.dataset,
+            num_replicas=dist.world_size,
+            rank=dist.rank,
+            shuffle=isinstance(loader.sampler, RandomSampler),
+            seed=seed,
+        )
+    else:
+        sampler = ShardedSampler(loader.sampler, dist.rank, dist.world_size)
     return DataLoader(
         loader.dataset,
         batch_size=loader.batch_size,
