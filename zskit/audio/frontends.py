@@ -368,10 +368,13 @@ def _frames_spectrum(x: torch.Tensor, window: torch.Tensor, n_fft: int, hop: int
         )
     if center or win == n_fft:  # torch.stft frames exactly as documented here
         spec = torch.stft(x, n_fft, hop_length=hop, win_length=win, window=window, center=center,
-                          pad_mode=pad_mode, return_complex=True).abs()
+                          pad_mode=pad_mode, return_complex=True)
     else:  # frames of win samples, zero-padded to n_fft (TensorFlow/Kaldi)
         frames = x.unfold(-1, win, hop) * window
-        spec = torch.fft.rfft(frames, n=n_fft).abs().transpose(-1, -2)
+        spec = torch.fft.rfft(frames, n=n_fft).transpose(-1, -2)
+    if power == 2.0:  # |X|^2 without the square root abs takes (a third of the time here)
+        return spec.real.square() + spec.imag.square()
+    spec = spec.abs()
     return spec.pow(power) if power != 1.0 else spec
 
 
@@ -595,13 +598,19 @@ class KaldiFbank(nn.Module):
         eps = torch.finfo(torch.float32).eps  # Kaldi's floor, whatever the dtype
         if cfg.use_energy:  # raw energy, before pre-emphasis, floored at log(1.0) as fbank does
             energy = frames.pow(2).sum(-1).clamp(min=eps).log().clamp(min=0.0)
-        previous = torch.cat([frames[..., :1], frames[..., :-1]], dim=-1)
         window = self.window
         if x.dtype == torch.float64:  # fbank builds the window in the input's dtype (cheap; no
             # float64 buffer, which some devices cannot hold)
             window = _kaldi_window(cfg.window_type, cfg.frame_length, x.dtype).to(x.device)
-        frames = (frames - _KALDI_PREEMPHASIS * previous) * window
-        power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2.0)
+        # pre-emphasis (the first sample is its own predecessor), then the window, in one buffer
+        # (x - 0.97 * previous, rounded as fbank rounds it: the lowest bins come from differences
+        # of nearly equal numbers, where a fused multiply-subtract moved them by up to 1.2e-4)
+        emphasised = torch.empty_like(frames)
+        torch.mul(frames[..., :-1], _KALDI_PREEMPHASIS, out=emphasised[..., 1:])
+        torch.mul(frames[..., :1], _KALDI_PREEMPHASIS, out=emphasised[..., :1])
+        torch.sub(frames, emphasised, out=emphasised)
+        spectrum = torch.fft.rfft(emphasised.mul_(window), n=self.n_fft)
+        power = spectrum.real.square() + spectrum.imag.square()  # |X|^2 without the sqrt of abs
         out = torch.matmul(power, self.mel_fb.to(x.dtype)).clamp(min=eps).log()
         if cfg.use_energy:  # htk_compat puts the energy last, Kaldi first
             parts = (out, energy[..., None]) if cfg.htk_compat else (energy[..., None], out)
