@@ -5,8 +5,8 @@ Always: every ablation reports an mAP (last and averaged) in [0, 1], its cost, a
 that follow the patch settings (overlap 6 gives more tokens than overlap 0); with several seeds,
 every run's seed spread and seed ensemble; with a real-data recipe run (``recipe``), its folds or
 eval score (:func:`check_recipe`). On a default run (not smoke) also: every trained model beats
-the random baseline on the same test clips, the keyword model beats twice chance and a recipe run
-beats chance.
+the random baseline on the same test clips, the keyword model reaches ten times chance (it scored
+63-81% over three seeds with its warm-up, chance 2.9%) and a recipe run beats chance.
 Patchout's speed-up is reported, not asserted: wall-clock ratios from one notebook run on a shared
 machine are not a test (benchmarks/bench_ast.py measures it). A smoke run (70 training clips, two epochs) is
 too small for those claims: there trained and random mAP are within noise of each other.
@@ -62,8 +62,8 @@ def check(metrics: dict[str, Any]) -> None:
         assert recipe["value"] > recipe["chance"], (
             f"{recipe['data']} recipe: {recipe['metric']} {recipe['value']:.4f} does not beat "
             f"chance {recipe['chance']:.4f}")
-    assert kw["accuracy"] > 2 * kw["chance"], (
-        f"keyword accuracy {kw['accuracy']:.3f} is not clearly above chance {kw['chance']:.3f}")
+    assert kw["accuracy"] > 10 * kw["chance"], (
+        f"keyword accuracy {kw['accuracy']:.3f} is below ten times chance {kw['chance']:.3f}")
     for run, row in ablations.items():
         assert row["map_averaged"] > chance, (
             f"{run}: mAP {row['map_averaged']:.4f} does not beat random {chance:.4f}")

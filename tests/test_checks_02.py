@@ -46,7 +46,7 @@ def test_good_metrics_pass_and_bad_ones_fail():
     with pytest.raises(AssertionError, match="rectangular"):
         checks_02.check(bad)
     bad = copy.deepcopy(good())
-    bad["keywords"]["accuracy"] = 0.04
+    bad["keywords"]["accuracy"] = 0.2  # 7x chance: a run stuck at chance for most epochs
     with pytest.raises(AssertionError, match="keyword accuracy"):
         checks_02.check(bad)
     bad = copy.deepcopy(good())
