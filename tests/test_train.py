@@ -30,6 +30,7 @@ from zskit.train import (
     predict,
     step_decay,
 )
+from zskit.train.recipes import balanced_loader, mixup_loss
 
 QUIET = TrainConfig(progress=False, device="cpu", amp="off")
 
@@ -537,3 +538,87 @@ def test_atomic_save_failure_keeps_the_previous_file(tmp_path):
         "previous file damaged"
     )
     assert [p.name for p in tmp_path.iterdir()] == ["state.pt"], "temporary file left behind"
+
+
+_LOADERS = {
+    "user DataLoader(shuffle=True)":
+        lambda x, y: DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True),
+    "balanced_loader + mixup": lambda x, y: balanced_loader((x, y), y, 8, seed=0),
+}
+
+
+@pytest.mark.parametrize("kind", list(_LOADERS))
+def test_resume_with_a_users_dataloader_matches_an_uninterrupted_run(kind, tmp_path):
+    x, y = _data(40)
+    y[:, 0] = 1 - y[:, 1]  # every clip has a positive (balanced sampling needs one)
+    config = dataclasses.replace(QUIET, lr=0.05, batch_size=8, max_epochs=3, select="last")
+    loss = mixup_loss() if "mixup" in kind else None
+
+    def run(name, **kw):
+        return fit(_model(dropout=0.3, seed=1), _LOADERS[kind](x, y), config=config,
+                   loss_fn=loss, out_dir=tmp_path / name, **kw)
+
+    full = run("full")
+    run("parts", callbacks=[Recorder(stop_at=7)])  # mid-epoch 2
+    resumed = run("parts", resume=True)
+    _assert_same(_weights(resumed.model), _weights(full.model), f"{kind}: weights after resume")
+
+
+def test_resume_after_a_crash_in_the_last_epochs_end(tmp_path):
+    """A checkpoint written on the final step, then a crash before that epoch's end (e.g. in
+    validation): resuming must still run the epoch's end (history row, model selection)."""
+    x, y = _data(40)
+    config = dataclasses.replace(QUIET, batch_size=8, max_epochs=3, select="average",
+                                 average_last_k=3, checkpoint_every=5)
+
+    calls = []
+
+    def metric(model, val_data, crash_at=None):
+        calls.append(1)
+        if len(calls) == crash_at:
+            raise RuntimeError("simulated crash")
+        return 0.0
+
+    def run(name, crash_at=None, **kw):
+        calls.clear()
+        return fit(_model(seed=1), (x, y), val_data=(x[:8], y[:8]), config=config,
+                   metric_fn=lambda m, v: metric(m, v, crash_at), out_dir=tmp_path / name, **kw)
+
+    full = run("full")
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run("crash", crash_at=3)  # in the third epoch's validation
+    ckpt_step = load_checkpoint(tmp_path / "crash" / CHECKPOINT_FILE)["progress"]["step"]
+    assert ckpt_step == 15, "the test needs a checkpoint written on the final step"
+    resumed = run("crash", resume=True)
+    assert resumed.history["epoch"].tolist() == full.history["epoch"].tolist() == [1, 2, 3], (
+        f"checkpoint at step {ckpt_step}: history {resumed.history['epoch'].tolist()}")
+    _assert_same(_weights(resumed.model), _weights(full.model), "averaged weights after resume")
+
+
+@pytest.mark.parametrize("before, after", [
+    ({"warmup_steps": 10}, {"warmup_steps": 0}),
+    ({"schedule": "cosine"}, {"schedule": "constant"}),
+    ({"schedule": "constant"}, {"schedule": "cosine"}),
+])
+def test_a_resumed_run_follows_its_own_schedule(before, after, tmp_path):
+    x, y = _data(40)
+    base = dataclasses.replace(QUIET, lr=0.1, batch_size=8, max_epochs=3, select="last")
+
+    def lrs(config, out, **kw):
+        rec = Recorder(stop_at=kw.pop("stop_at", None))
+        fit(_model(seed=1), (x, y), config=config, out_dir=out, callbacks=[rec], **kw)
+        return rec.lrs
+
+    lrs(dataclasses.replace(base, **before), tmp_path / "run", stop_at=5)
+    resumed = lrs(dataclasses.replace(base, **after), tmp_path / "run", resume=True)
+    fresh = lrs(dataclasses.replace(base, **after), tmp_path / "fresh")
+    assert resumed == pytest.approx(fresh[5:]), f"{before} -> {after}: {resumed} vs {fresh[5:]}"
+
+
+def test_resume_under_another_mixed_precision_starts_a_fresh_scaler(tmp_path, monkeypatch):
+    x, y = _data(40)
+    config = dataclasses.replace(QUIET, batch_size=8, max_epochs=2)
+    fit(_model(), (x, y), config=config, out_dir=tmp_path, callbacks=[Recorder(stop_at=3)])
+    monkeypatch.setattr(loop, "resolve_amp", lambda amp, device: (None, True))  # now fp16 + scaler
+    result = fit(_model(), (x, y), config=config, out_dir=tmp_path, resume=True)
+    assert result.steps == 10

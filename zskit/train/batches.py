@@ -36,6 +36,8 @@ def to_device(batch: Any, device: torch.device) -> Any:
         return batch.to(device, non_blocking=True)
     if isinstance(batch, Mapping):
         return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a namedtuple
+        return type(batch)(*(to_device(v, device) for v in batch))
     if isinstance(batch, (list, tuple)):
         return type(batch)(to_device(v, device) for v in batch)
     return batch
@@ -156,6 +158,14 @@ class LoaderBatches:
         self.sampler: _ResumableSampler | None = None
         if isinstance(data, DataLoader):
             self.loader = _distributed_loader(data, seed, dist) if dist.enabled else data
+            # A DataLoader without a generator of its own draws from torch's global generator
+            # each epoch (its workers' base seed; a RandomSampler's order), so a resumed run would
+            # draw at another point than the uninterrupted one: give both fit's generator,
+            # reseeded per epoch.
+            if self.loader.generator is None:
+                self.loader.generator = self.generator
+            if isinstance(self.loader.sampler, RandomSampler) and self.loader.sampler.generator is None:
+                self.loader.sampler.generator = self.generator
         else:
             if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
                 raise ConfigError(

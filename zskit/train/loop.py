@@ -374,7 +374,11 @@ class _Run:
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.schedule.load_state_dict(ckpt["schedule"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if ckpt["scaler"] and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+        elif ckpt["scaler"] or self.scaler.is_enabled():  # e.g. a bf16 GPU's run on a T4 (fp16)
+            logger.warning("resuming %s with another mixed precision: the gradient scaler starts "
+                           "afresh", self.checkpoint)
         if self.ema is not None and ckpt["ema"] is not None:
             self.ema.load_state_dict(ckpt["ema"])
         self.recent.extend(ckpt["recent"])
@@ -404,6 +408,8 @@ class _Run:
         s, config = self.state, self.config
         if resume and self.checkpoint.is_file():
             self._restore()
+            if s.step_in_epoch == self.steps_per_epoch:  # saved on an epoch's last step, before
+                self._end_epoch(0.0)  # its end (validation, selection) was done: do it now
         elif resume:
             logger.warning("resume=True but %s does not exist: starting afresh", self.checkpoint)
         if self.dist.enabled:

@@ -147,3 +147,10 @@ class LRSchedule:
         self.per_step.load_state_dict(state["per_step"])
         if self.plateau is not None and state.get("plateau") is not None:
             self.plateau.load_state_dict(state["plateau"])
+        ps = self.per_step
+        if self.plateau is None or ps.last_epoch <= self.warmup:  # the lr this schedule gives
+            # at the restored step (the optimiser's state holds the old schedule's when a
+            # resumed run changes it, and the constant shortcut would never correct it)
+            for group, base, factor in zip(ps.optimizer.param_groups, ps.base_lrs, ps.lr_lambdas):
+                group["lr"] = base * factor(ps.last_epoch)
+            ps._last_lr = [group["lr"] for group in ps.optimizer.param_groups]
