@@ -628,3 +628,10 @@ def test_bootstrap_ci_works_with_the_new_metrics(tagging_data):
     ci = bootstrap_ci(np.nanmean, per_query["mAP@10"], n=100)
     assert ci.value == pytest.approx(np.nanmean(per_query["mAP@10"])), "per-query values as rows"
     assert ci.low <= ci.value <= ci.high, f"retrieval interval {ci}"
+
+
+def test_metrics_take_bfloat16_scores():
+    y = (torch.rand(40, 3, generator=torch.Generator().manual_seed(0)) < 0.5).numpy()
+    scores = torch.rand(40, 3, generator=torch.Generator().manual_seed(1)).bfloat16()
+    assert mean_average_precision(y, scores) == pytest.approx(
+        mean_average_precision(y, scores.float().numpy()))

@@ -622,3 +622,29 @@ def test_resume_under_another_mixed_precision_starts_a_fresh_scaler(tmp_path, mo
     monkeypatch.setattr(loop, "resolve_amp", lambda amp, device: (None, True))  # now fp16 + scaler
     result = fit(_model(), (x, y), config=config, out_dir=tmp_path, resume=True)
     assert result.steps == 10
+
+
+def test_numpy_float64_data_trains_a_float32_model():
+    x, y = _data(40)
+    result = fit(_model(), (x.double().numpy(), y.double().numpy()),
+                 config=dataclasses.replace(QUIET, batch_size=8, max_epochs=1))
+    assert result.steps == 5 and predict(result.model, (x.double().numpy(),)).dtype == torch.float32
+
+
+def test_a_monitor_that_is_no_history_column_is_an_error_when_selecting_the_best():
+    x, y = _data(40)
+    config = dataclasses.replace(QUIET, batch_size=8, max_epochs=1, monitor="val_mAP",
+                                 select="best")
+    with pytest.raises(ConfigError, match="val_mAP.*not a history column"):
+        fit(_model(), (x, y), val_data=(x[:8], y[:8]), config=config,
+            metric_fn=lambda model, val: {"map": 0.5})
+
+
+@pytest.mark.parametrize("field, value, says", [
+    ("batch_size", 8.0, "whole number"), ("max_epochs", True, "whole number"),
+    ("plateau_factor", 1.0, r"\(0, 1\)"), ("betas", (1.5, 0.9), "two values in"),
+    ("gamma", 0.0, "> 0"), ("step_after", -1, ">= 0"),
+])
+def test_train_config_refuses_values_torch_would_fail_on(field, value, says):
+    with pytest.raises(ConfigError, match=f"{field}.*{says}"):
+        TrainConfig(**{field: value})

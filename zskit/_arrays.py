@@ -13,5 +13,8 @@ __all__ = ["to_numpy"]
 def to_numpy(array: Any) -> np.ndarray:
     """``array`` as a numpy array; a torch tensor is detached and copied to the CPU first."""
     if hasattr(array, "detach"):  # a torch tensor, possibly on a GPU or requiring grad
-        array = array.detach().cpu().numpy()
+        array = array.detach().cpu()
+        if str(array.dtype) == "torch.bfloat16":  # numpy has none (scores under bf16 autocast)
+            array = array.float()
+        array = array.numpy()
     return np.asarray(array)

@@ -112,7 +112,7 @@ def mixup_pairs(batch: int, alpha: float = 0.5, generator: torch.Generator | Non
     lam = np.broadcast_to(draws, (batch,)).copy()
     if prob < 1.0:
         lam[rng.random(batch) >= prob] = 1.0
-    return perm, torch.as_tensor(lam, dtype=torch.float64, device=device)
+    return perm, torch.as_tensor(lam, dtype=torch.float32, device=device)  # MPS has no float64
 
 
 def mix(t: torch.Tensor, perm: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,14 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+def _as_tensor(t: Any) -> torch.Tensor:
+    """A tensor of ``t``; NumPy floats (float64 by default) become torch's default float dtype,
+    which the model's weights have."""
+    if isinstance(t, np.ndarray) and np.issubdtype(t.dtype, np.floating):
+        return torch.as_tensor(t, dtype=torch.get_default_dtype())
+    return torch.as_tensor(t)
+
+
 def batch_size_of(batch: Any) -> int:
     """The number of examples in ``batch``: the length of its first tensor (or list)."""
     if isinstance(batch, torch.Tensor):
@@ -87,7 +95,7 @@ class TensorBatches:
         drop_last: bool = False,
         dist: DistInfo = SINGLE_PROCESS,
     ) -> None:
-        tensors = [torch.as_tensor(t) for t in tensors]
+        tensors = [_as_tensor(t) for t in tensors]
         lengths = {len(t) for t in tensors}
         if len(lengths) != 1:
             shapes = [tuple(t.shape) for t in tensors]

@@ -6,6 +6,7 @@ fractional; they are turned into optimiser steps with the number of batches per 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 from zskit.errors import ConfigError
@@ -106,6 +107,23 @@ class TrainConfig:
         _positive("num_workers", self.num_workers, strict=False)
         _positive("average_last_k", self.average_last_k, strict=False)
         _positive("early_stopping_patience", self.early_stopping_patience, allow_none=True)
+        for name in ("batch_size", "max_epochs", "max_steps", "checkpoint_every", "step_every",
+                     "warmup_steps", "num_workers", "average_last_k", "early_stopping_patience",
+                     "step_after", "plateau_patience"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool)
+                                      or not isinstance(value, numbers.Integral)):
+                raise ConfigError(f"TrainConfig.{name}={value!r} must be a whole number (int).")
+        _positive("step_after", self.step_after, strict=False)
+        _positive("plateau_patience", self.plateau_patience, strict=False)
+        _positive("momentum", self.momentum, strict=False)
+        _positive("gamma", self.gamma)
+        if not 0.0 < self.plateau_factor < 1.0:
+            raise ConfigError(f"TrainConfig.plateau_factor={self.plateau_factor} must lie in "
+                              "(0, 1), e.g. 0.1 (the lr is multiplied by it on a plateau).")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"TrainConfig.betas={self.betas} must be two values in [0, 1), "
+                              "e.g. (0.9, 0.999).")
         if self.min_lr > self.lr:
             raise ConfigError(
                 f"TrainConfig.min_lr={self.min_lr} exceeds lr={self.lr}; lower min_lr."

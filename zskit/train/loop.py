@@ -307,7 +307,10 @@ class _Run:
         s, config = self.state, self.config
         row = self._row(seconds)
         value = row.get(config.monitor)
-        if value is None and (config.early_stopping_patience or config.schedule == "plateau"):
+        selects = config.select == "best" and (self.val is not None
+                                                or not config.monitor.startswith("val_"))
+        if value is None and (config.early_stopping_patience or config.schedule == "plateau"
+                              or selects):  # a mistyped monitor would silently keep the last
             raise ConfigError(
                 f"monitor={config.monitor!r} is not a history column; choose one of {list(row)}."
             )
