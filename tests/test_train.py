@@ -648,3 +648,19 @@ def test_a_monitor_that_is_no_history_column_is_an_error_when_selecting_the_best
 def test_train_config_refuses_values_torch_would_fail_on(field, value, says):
     with pytest.raises(ConfigError, match=f"{field}.*{says}"):
         TrainConfig(**{field: value})
+
+
+def test_a_peak_lr_changed_on_resume_is_applied(tmp_path):
+    x, y = _data(40)
+    base = dataclasses.replace(QUIET, lr=0.1, batch_size=8, max_epochs=3, select="last",
+                               schedule="cosine")
+
+    def lrs(config, out, **kw):
+        rec = Recorder(stop_at=kw.pop("stop_at", None))
+        fit(_model(seed=1), (x, y), config=config, out_dir=out, callbacks=[rec], **kw)
+        return rec.lrs
+
+    lrs(base, tmp_path / "run", stop_at=5)
+    resumed = lrs(dataclasses.replace(base, lr=0.05), tmp_path / "run", resume=True)
+    fresh = lrs(dataclasses.replace(base, lr=0.05), tmp_path / "fresh")
+    assert resumed == pytest.approx(fresh[5:]), f"{resumed} vs {fresh[5:]}"

@@ -376,7 +376,8 @@ class _Run:
             logger.warning("resuming %s with changed settings %s", self.checkpoint, changed)
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.schedule.load_state_dict(ckpt["schedule"])
+        saved_lr = ckpt["config"].get("lr", self.config.lr)
+        self.schedule.load_state_dict(ckpt["schedule"], lr_scale=self.config.lr / saved_lr)
         if ckpt["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt["scaler"])
         elif ckpt["scaler"] or self.scaler.is_enabled():  # e.g. a bf16 GPU's run on a T4 (fp16)

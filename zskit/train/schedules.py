@@ -143,8 +143,15 @@ class LRSchedule:
             "plateau": None if self.plateau is None else self.plateau.state_dict(),
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], lr_scale: float = 1.0) -> None:
+        """Restore a saved schedule; ``lr_scale`` (new peak lr / saved peak lr) applies a peak lr
+        changed on resume to every group's base lr."""
         self.per_step.load_state_dict(state["per_step"])
+        if lr_scale != 1.0:
+            self.per_step.base_lrs = [base * lr_scale for base in self.per_step.base_lrs]
+            for group in self.per_step.optimizer.param_groups:
+                if "initial_lr" in group:
+                    group["initial_lr"] *= lr_scale
         if self.plateau is not None and state.get("plateau") is not None:
             self.plateau.load_state_dict(state["plateau"])
         ps = self.per_step
@@ -154,3 +161,6 @@ class LRSchedule:
             for group, base, factor in zip(ps.optimizer.param_groups, ps.base_lrs, ps.lr_lambdas):
                 group["lr"] = base * factor(ps.last_epoch)
             ps._last_lr = [group["lr"] for group in ps.optimizer.param_groups]
+        elif lr_scale != 1.0:  # ReduceLROnPlateau holds the lr in the optimiser: scale it there
+            for group in ps.optimizer.param_groups:
+                group["lr"] *= lr_scale
