@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 
 import pytest
@@ -246,9 +247,7 @@ class _NoFusedSGD(torch.optim.SGD):
 def test_fused_optimizer_where_available_and_the_default_otherwise(monkeypatch):
     """fit takes torch's fused optimiser step when this torch has the kernel (probed once per
     class, device and dtype), torch's default step otherwise, with the same result."""
-    cpu_fused = tuple(map(int, torch.__version__.split(".")[:2])) >= (2, 4)
-    assert loop._has_fused_kernel(torch.optim.AdamW, torch.device("cpu"), torch.float32) == (
-        cpu_fused)
+    cpu_fused = loop._has_fused_kernel(torch.optim.AdamW, torch.device("cpu"), torch.float32)
     assert not loop._has_fused_kernel(_NoFusedSGD, torch.device("cpu"), torch.float32)
     x, y = _data(32)
     used = []
@@ -615,13 +614,57 @@ def test_a_resumed_run_follows_its_own_schedule(before, after, tmp_path):
     assert resumed == pytest.approx(fresh[5:]), f"{before} -> {after}: {resumed} vs {fresh[5:]}"
 
 
-def test_resume_under_another_mixed_precision_starts_a_fresh_scaler(tmp_path, monkeypatch):
+def test_resume_under_another_mixed_precision_starts_a_fresh_scaler(tmp_path, monkeypatch,
+                                                                      caplog):
     x, y = _data(40)
     config = dataclasses.replace(QUIET, batch_size=8, max_epochs=2)
     fit(_model(), (x, y), config=config, out_dir=tmp_path, callbacks=[Recorder(stop_at=3)])
     monkeypatch.setattr(loop, "resolve_amp", lambda amp, device: (None, True))  # now fp16 + scaler
-    result = fit(_model(), (x, y), config=config, out_dir=tmp_path, resume=True)
-    assert result.steps == 10
+    with caplog.at_level(logging.WARNING, logger="zskit.train.loop"):
+        result = fit(_model(), (x, y), config=config, out_dir=tmp_path, resume=True)
+    assert "another mixed precision" in caplog.text, caplog.text
+    assert result.steps == 10, f"steps {result.steps}"
+
+
+def test_resume_keeps_this_machines_choice_of_the_fused_step(tmp_path, monkeypatch):
+    x, y = _data(40)
+    config = dataclasses.replace(QUIET, batch_size=8, max_epochs=2)
+    fit(_model(), (x, y), config=config, out_dir=tmp_path, callbacks=[Recorder(stop_at=3)])
+    monkeypatch.setattr(loop, "_has_fused_kernel", lambda cls, device, dtype: False)
+    seen = []
+
+    class Spy(Callback):
+        def on_train_start(self, state):
+            seen.append(state.optimizer.param_groups[0].get("fused"))
+
+    fit(_model(), (x, y), config=config, out_dir=tmp_path, resume=True, callbacks=[Spy()])
+    assert seen == [None], f"the checkpoint's fused flag leaked into this run: {seen}"
+
+
+def test_a_resumed_epoch_end_comes_after_train_start(tmp_path):
+    x, y = _data(40)
+    config = dataclasses.replace(QUIET, batch_size=8, max_epochs=2, checkpoint_every=5)
+    calls, events = [], []
+
+    def metric(model, val):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("simulated crash")
+        return 0.0
+
+    class Events(Callback):
+        def on_train_start(self, state):
+            events.append("train_start")
+
+        def on_epoch_end(self, state, row):
+            events.append(f"epoch_end {row['epoch']}")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        fit(_model(), (x, y), val_data=(x[:8], y[:8]), config=config, metric_fn=metric,
+            out_dir=tmp_path)
+    fit(_model(), (x, y), val_data=(x[:8], y[:8]), config=config, metric_fn=metric,
+        out_dir=tmp_path, resume=True, callbacks=[Events()])
+    assert events == ["train_start", "epoch_end 2"], events
 
 
 def test_numpy_float64_data_trains_a_float32_model():
@@ -629,6 +672,10 @@ def test_numpy_float64_data_trains_a_float32_model():
     result = fit(_model(), (x.double().numpy(), y.double().numpy()),
                  config=dataclasses.replace(QUIET, batch_size=8, max_epochs=1))
     assert result.steps == 5 and predict(result.model, (x.double().numpy(),)).dtype == torch.float32
+    y[:, 0] = 1.0  # every clip has a positive, for balanced sampling
+    loader = balanced_loader((x.double().numpy(), y.double().numpy()), y.numpy(), 8)
+    result = fit(_model(), loader, config=dataclasses.replace(QUIET, batch_size=8, max_epochs=1))
+    assert result.steps == 5, f"balanced loader over float64 arrays: {result.steps} steps"
 
 
 def test_a_monitor_that_is_no_history_column_is_an_error_when_selecting_the_best():
@@ -664,3 +711,14 @@ def test_a_peak_lr_changed_on_resume_is_applied(tmp_path):
     resumed = lrs(dataclasses.replace(base, lr=0.05), tmp_path / "run", resume=True)
     fresh = lrs(dataclasses.replace(base, lr=0.05), tmp_path / "fresh")
     assert resumed == pytest.approx(fresh[5:]), f"{resumed} vs {fresh[5:]}"
+
+
+def test_fit_leaves_a_callers_dataloader_as_it_was():
+    x, y = _data(40)
+    loader = DataLoader(TensorDataset(x, y), batch_size=8, shuffle=True)
+    config = dataclasses.replace(QUIET, batch_size=8, max_epochs=1, select="last")
+    first = _weights(fit(_model(seed=1), loader, config=dataclasses.replace(config, seed=2)).model)
+    assert loader.generator is None and loader.sampler.generator is None, "generators lent back"
+    fit(_model(seed=1), loader, config=dataclasses.replace(config, seed=1))
+    again = _weights(fit(_model(seed=1), loader, config=dataclasses.replace(config, seed=2)).model)
+    _assert_same(again, first, "the same seed on a reused loader")

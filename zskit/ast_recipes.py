@@ -215,7 +215,7 @@ def _classifier(encoder: ASTEncoder, recipe: str) -> SpectrogramClassifier:
 
 def _clip_seconds(corpus: Corpus, encoder: ASTEncoder) -> float:
     """The corpus' clip length (its metadata), else what the encoder's frames cover."""
-    return float(corpus.metadata.get("clip_seconds") or encoder.cfg.max_length / 100)
+    return float(corpus.metadata.get("clip_seconds") or encoder.cfg.max_length * encoder.cfg.frontend.frame_shift_ms / 1000)
 
 
 # --------------------------------------------------------------------------- runs

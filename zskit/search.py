@@ -31,6 +31,7 @@ __all__ = ["BACKENDS", "AudioSearch", "EmbeddingIndex", "SearchResult", "topk_co
 
 BACKENDS = ("exact", "faiss")
 SCORE_BUDGET = 2**26  # floats of one block of query x item scores (256 MiB) in the exact path
+_FAISS_MIN_POINTS_PER_LIST = 39  # FAISS warns below 39 training points per IVF centroid
 
 
 def auto_batch_size(n_items: int) -> int:
@@ -154,7 +155,7 @@ class EmbeddingIndex:
                 if not index.is_trained:
                     index.train(data)
             except RuntimeError as err:  # FAISS reports bad strings and sizes from C++
-                lists = max(1, len(data) // 39)
+                lists = max(1, len(data) // _FAISS_MIN_POINTS_PER_LIST)
                 reason = re.sub(r"^Error in .*? at \S+:\d+: (Error: )?", "",
                                 str(err).strip().splitlines()[-1])
                 raise ConfigError(

@@ -421,9 +421,9 @@ def run_condition(data: TaggingData, condition: Condition, label_encoder: Any,
     if clip_policy == "strict":  # drop clips holding a held-out class: the test classes or,
         # testing on another data set, every class of the training data left out of training
         # (those the condition excluded as overlapping the other data set's classes)
-        held = (test_cols if eval_data is None else
-                [j for j, c in enumerate(data.classes) if c not in set(condition.train)])
-        held = [j for j in held if data.classes[j] not in set(condition.train)]
+        trained = set(condition.train)
+        candidates = test_cols if eval_data is None else range(len(data.classes))
+        held = [j for j in candidates if data.classes[j] not in trained]
         for s, r in rows.items():
             keep = ~_known_positive(data.labels[r][:, held], None).any(axis=1)
             rows[s] = r[keep]

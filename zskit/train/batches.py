@@ -27,7 +27,14 @@ from zskit.train.distributed import DistInfo, ShardedSampler, shard_indices
 
 SINGLE_PROCESS = DistInfo()
 
-__all__ = ["LoaderBatches", "TensorBatches", "batch_size_of", "make_batches", "to_device"]
+__all__ = [
+    "LoaderBatches",
+    "TensorBatches",
+    "batch_size_of",
+    "data_tensor",
+    "make_batches",
+    "to_device",
+]
 
 
 def to_device(batch: Any, device: torch.device) -> Any:
@@ -43,7 +50,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _as_tensor(t: Any) -> torch.Tensor:
+def data_tensor(t: Any) -> torch.Tensor:
     """A tensor of ``t``; NumPy floats (float64 by default) become torch's default float dtype,
     which the model's weights have."""
     if isinstance(t, np.ndarray) and np.issubdtype(t.dtype, np.floating):
@@ -95,7 +102,7 @@ class TensorBatches:
         drop_last: bool = False,
         dist: DistInfo = SINGLE_PROCESS,
     ) -> None:
-        tensors = [_as_tensor(t) for t in tensors]
+        tensors = [data_tensor(t) for t in tensors]
         lengths = {len(t) for t in tensors}
         if len(lengths) != 1:
             shapes = [tuple(t.shape) for t in tensors]
@@ -164,16 +171,18 @@ class LoaderBatches:
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)  # worker seeds: not the global RNG
         self.sampler: _ResumableSampler | None = None
+        self._borrowers: list[Any] = []  # a caller's DataLoader / RandomSampler without generator
         if isinstance(data, DataLoader):
             self.loader = _distributed_loader(data, seed, dist) if dist.enabled else data
             # A DataLoader without a generator of its own draws from torch's global generator
             # each epoch (its workers' base seed; a RandomSampler's order), so a resumed run would
-            # draw at another point than the uninterrupted one: give both fit's generator,
-            # reseeded per epoch.
-            if self.loader.generator is None:
-                self.loader.generator = self.generator
-            if isinstance(self.loader.sampler, RandomSampler) and self.loader.sampler.generator is None:
-                self.loader.sampler.generator = self.generator
+            # draw at another point than the uninterrupted one: fit lends them its generator,
+            # reseeded per epoch, for the length of each epoch (the caller's loader is left as
+            # it was, ready for another fit with another seed).
+            sampler = self.loader.sampler
+            self._borrowers = [obj for obj in (self.loader, sampler)
+                               if (obj is self.loader or isinstance(obj, RandomSampler))
+                               and obj.generator is None]
         else:
             if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
                 raise ConfigError(
@@ -217,7 +226,13 @@ class LoaderBatches:
             finally:
                 self.sampler.skip = 0
         else:  # a DataLoader given as is: skipped batches are still loaded
-            yield from itertools.islice(self.loader, skip, None)
+            for obj in self._borrowers:
+                obj.generator = self.generator
+            try:
+                yield from itertools.islice(self.loader, skip, None)
+            finally:
+                for obj in self._borrowers:
+                    obj.generator = None
 
 
 def _distributed_loader(loader: DataLoader, seed: int, dist: DistInfo) -> DataLoader:

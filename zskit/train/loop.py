@@ -375,7 +375,10 @@ class _Run:
         if changed:
             logger.warning("resuming %s with changed settings %s", self.checkpoint, changed)
         self.model.load_state_dict(ckpt["model"])
+        fused = [group.get("fused") for group in self.optimizer.param_groups]
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        for group, flag in zip(self.optimizer.param_groups, fused):  # this machine's probe
+            group["fused"] = flag  # decides, not the machine that wrote the checkpoint
         saved_lr = ckpt["config"].get("lr", self.config.lr)
         self.schedule.load_state_dict(ckpt["schedule"], lr_scale=self.config.lr / saved_lr)
         if ckpt["scaler"] and self.scaler.is_enabled():
@@ -412,8 +415,6 @@ class _Run:
         s, config = self.state, self.config
         if resume and self.checkpoint.is_file():
             self._restore()
-            if s.step_in_epoch == self.steps_per_epoch:  # saved on an epoch's last step, before
-                self._end_epoch(0.0)  # its end (validation, selection) was done: do it now
         elif resume:
             logger.warning("resume=True but %s does not exist: starting afresh", self.checkpoint)
         if self.dist.enabled:
@@ -422,6 +423,8 @@ class _Run:
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         self._call("on_train_start", s)
+        if s.step_in_epoch == self.steps_per_epoch:  # resumed from a checkpoint saved on an
+            self._end_epoch(float("nan"))  # epoch's last step, before its end: do it now
         show = config.progress and self.dist.is_main
         bar = tqdm(total=self.total_steps, initial=s.step, desc="fit", unit="step", disable=not show)
         on_step_end = [c.on_step_end for c in self.callbacks if hasattr(c, "on_step_end")]

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
 from zskit.audio.augment import mix, mixup_pairs
 from zskit.errors import ConfigError, DataError
 from zskit.losses import masked_bce
+from zskit.train.batches import data_tensor
 from zskit.train.checkpoint import average_state_dicts, load_checkpoint
 from zskit.train.config import TrainConfig
 
@@ -99,7 +100,7 @@ def balanced_loader(data: Dataset | Sequence[torch.Tensor], labels: Any, batch_s
     """A DataLoader of ``data`` (a Dataset, or tensors ``(X, Y[, mask])``) drawing balanced
     batches; pass it to ``fit`` as ``train_data``. ``labels`` are the multi-hot labels of ``data``."""
     if isinstance(data, (tuple, list)):
-        data = TensorDataset(*(torch.as_tensor(t) for t in data))
+        data = TensorDataset(*(data_tensor(t) for t in data))
     if len(labels) != len(data):
         raise DataError(f"{len(labels)} label rows for {len(data)} examples; pass the labels of "
                         "the training data.")
