@@ -4,9 +4,12 @@
   scikit-learn's macro ``average_precision_score``; the masked variant against scikit-learn
   applied class by class to the known entries (OpenMIC's protocol). Scores are float32 (what a
   model returns) and float64.
-  zskit is timed twice, under ``threadpoolctl.threadpool_limits(1)`` (one thread for every
-  native pool numpy or torch might use) and with the default threads; the ratio of process CPU
-  time to wall time shows how many cores a call really kept busy.
+  Scores are sigmoid probabilities (the integer-key route), and also the raw logits, which
+  are signed (the search route; not masked).
+  zskit is timed twice: with ``threads=1`` under ``threadpoolctl.threadpool_limits(1)`` (one
+  thread for every native pool numpy or torch might use), and with the default threads (the
+  CPUs this process may use); the ratio of process CPU time to wall time shows how many cores a
+  call really kept busy. scikit-learn runs on one core either way.
 - ``retrieval_metrics`` on 5,000 queries x 25,000 items (each query with 5 relevant items, as a
   clip has 5 captions), checked query by query against a brute-force full sort.
 
@@ -54,24 +57,27 @@ def tagging(n: int, c: int, repeats: int) -> None:
     logits = 1.5 * y + rng.normal(size=(n, c))
     mask = rng.random((n, c)) < 0.5
     mask[y & (rng.random((n, c)) < 0.8)] = True
-    for dtype in (np.float32, np.float64):
-        s = (1 / (1 + np.exp(-logits))).astype(dtype)
-        for masked in (False, True):
-            reference = (partial(sklearn_masked_map, y, s, mask) if masked
-                         else partial(average_precision_score, y, s, average="macro"))
-            t_ref, ref = best_of(reference, 1)
-            ours_fn = partial(mean_average_precision, y, s, mask if masked else None)
-            with threadpool_limits(1):
-                t_one, ours = best_of(ours_fn, repeats)
-                busy_one = cpu_per_wall(ours_fn, 2)
-            t_all, _ = best_of(ours_fn, repeats)
-            busy_all = cpu_per_wall(ours_fn, 2)
-            name = f"mAP {np.dtype(dtype).name} {'masked' if masked else 'full'}"
-            print(f"{name:<20} zskit {t_one * 1e3:6.1f} ms (1 thread, cpu/wall {busy_one:.2f}),"
-                  f" {t_all * 1e3:6.1f} ms (default threads, cpu/wall {busy_all:.2f})"
-                  f" | scikit-learn {t_ref * 1e3:7.1f} ms | ratio {t_ref / t_one:5.1f}x /"
-                  f" {t_ref / t_all:5.1f}x | |diff| {abs(ours - ref):.1e}"
-                  f" | load {os.getloadavg()[0]:.1f}")
+    cases = [(dtype, kind, masked) for dtype in (np.float32, np.float64)
+             for kind, masked in (("prob", False), ("prob", True), ("logit", False))]
+    for dtype, kind, masked in cases:
+        s = (1 / (1 + np.exp(-logits)) if kind == "prob" else logits).astype(dtype)
+        reference = (partial(sklearn_masked_map, y, s, mask) if masked
+                     else partial(average_precision_score, y, s, average="macro"))
+        t_ref, ref = best_of(reference, 1)
+        ours_one = partial(mean_average_precision, y, s, mask if masked else None, threads=1)
+        ours_all = partial(mean_average_precision, y, s, mask if masked else None)
+        with threadpool_limits(1):
+            t_one, ours = best_of(ours_one, repeats)
+            busy_one = cpu_per_wall(ours_one, 2)
+        t_all, ours_threaded = best_of(ours_all, repeats)
+        assert ours_threaded == ours, "threads changed the mAP"
+        busy_all = cpu_per_wall(ours_all, 2)
+        name = f"mAP {np.dtype(dtype).name} {kind} {'masked' if masked else 'full'}"
+        print(f"{name:<20} zskit {t_one * 1e3:6.1f} ms (1 thread, cpu/wall {busy_one:.2f}),"
+              f" {t_all * 1e3:6.1f} ms (default threads, cpu/wall {busy_all:.2f})"
+              f" | scikit-learn {t_ref * 1e3:7.1f} ms | ratio {t_ref / t_one:5.1f}x /"
+              f" {t_ref / t_all:5.1f}x | |diff| {abs(ours - ref):.1e}"
+              f" | load {os.getloadavg()[0]:.1f}")
 
 
 def brute_force_query(s: np.ndarray, rel: np.ndarray, ks: tuple[int, ...], map_k: int

@@ -186,6 +186,34 @@ def test_ap_routes_agree_and_each_is_taken(dtype, monkeypatch):
     np.testing.assert_array_equal(average_precision_per_class(y, with_nan, mask), by_keys)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ap_threads_give_identical_values_over_uneven_shares(dtype, monkeypatch):
+    """Key groups shared out over 2 or 3 threads (more threads than some shares, a last group
+    narrower than the others) give exactly the one-thread APs, masked or not; each thread has
+    its own buffer, so a shared one would mix classes and fail this. Bad ``threads`` raise."""
+    monkeypatch.setattr("zskit.metrics._AP_KEY_BYTES", 1)
+    monkeypatch.setattr("zskit.metrics._AP_BLOCK", 7)  # 103 classes: 15 groups, the last of 5
+    rng = np.random.default_rng(12)
+    n, c = 500, 103
+    y = rng.random((n, c)) < rng.uniform(0.01, 0.3, c)
+    y[0] = True
+    s = (np.round(rng.random((n, c)), 2) + 0.3 * y).astype(dtype)  # ties
+    mask = rng.random((n, c)) < 0.7
+    mask[0] = True
+    for m in (None, mask):
+        one = average_precision_per_class(y, s, m, threads=1)
+        np.testing.assert_allclose(one, sklearn_ap(y, s, np.ones_like(y) if m is None else m),
+                                   atol=1e-12,
+                                   err_msg="one-thread AP differs from sklearn")
+        for threads in (2, 3, 16, None):
+            np.testing.assert_array_equal(
+                average_precision_per_class(y, s, m, threads=threads), one,
+                err_msg=f"threads={threads} changed the APs")
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ConfigError, match="threads"):
+            mean_average_precision(y, s, threads=bad)
+
+
 def test_ap_finds_nan_at_a_known_entry_in_any_block():
     """NaN is found after sorting (it sorts last); masked-out NaN is fine, known NaN is not."""
     rng = np.random.default_rng(6)

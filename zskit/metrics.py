@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -235,28 +237,56 @@ def _ap_from_sorted_keys(keys: np.ndarray, masked: bool, odd: np.ndarray) -> np.
     return ap
 
 
-def _ap_by_keys(pos: np.ndarray, score: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+def _ap_by_keys(
+    pos: np.ndarray, score: np.ndarray, known: np.ndarray | None, threads: int = 1
+) -> np.ndarray:
     """Per-class AP of scores that are all >= 0 (no NaN): one integer sort per class.
 
     The label rides in the lowest bit of each key, so the sorted keys alone give every
     positive's rank: no separate gathering of the positives and no search for each. Classes go
     in equal groups whose keys fill about ``_AP_KEY_BYTES`` (but no more groups than blocks of
-    ``_AP_BLOCK`` classes), through one reused buffer: a fresh large buffer costs page faults.
+    ``_AP_BLOCK`` classes), through one reused buffer per thread: a fresh large buffer costs page
+    faults. With ``threads`` > 1 the groups are shared out in contiguous runs, one per thread;
+    numpy's sort and the other whole-array steps release the GIL, so the threads overlap.
     """
     n, n_classes = pos.shape
     bits = score.view(f"u{score.itemsize}")
     groups = min(math.ceil(score.nbytes / _AP_KEY_BYTES), math.ceil(n_classes / _AP_BLOCK))
-    width = math.ceil(n_classes / groups)
-    buffer = np.empty((width, n), bits.dtype)
-    odd = np.empty(buffer.size, np.uint8)
+    threads = max(1, min(threads, groups))
+    groups = math.ceil(groups / threads) * threads  # an equal share for each thread
+    width = max(1, math.ceil(n_classes / groups))
     ap = np.full(n_classes, np.nan)
-    for a in range(0, n_classes, width):
-        cols = slice(a, a + width)
-        keys = buffer[: len(range(*cols.indices(n_classes)))]
-        _fill_keys(keys, bits, pos, known, cols)
-        keys.sort(axis=1)
-        ap[cols] = _ap_from_sorted_keys(keys, known is not None, odd)
+    starts = list(range(0, n_classes, width))
+
+    def run(share: list[int]) -> None:
+        buffer = np.empty((width, n), bits.dtype)
+        odd = np.empty(buffer.size, np.uint8)
+        for a in share:
+            cols = slice(a, a + width)
+            keys = buffer[: len(range(*cols.indices(n_classes)))]
+            _fill_keys(keys, bits, pos, known, cols)
+            keys.sort(axis=1)
+            ap[cols] = _ap_from_sorted_keys(keys, known is not None, odd)
+
+    if threads == 1:
+        run(starts)
+    else:
+        per = math.ceil(len(starts) / threads)
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(run, [starts[i : i + per] for i in range(0, len(starts), per)]))
     return ap
+
+
+def _metric_threads(threads: int | None) -> int:
+    """``threads`` checked, or the number of CPUs this process may use when it is None."""
+    if threads is None:
+        affinity = getattr(os, "sched_getaffinity", None)
+        return len(affinity(0)) if affinity else os.cpu_count() or 1
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ConfigError(
+            f"threads must be a positive integer or None (all CPUs), got {threads!r}."
+        )
+    return threads
 
 
 def _ap_by_search(pos: np.ndarray, score: np.ndarray, known: np.ndarray | None) -> np.ndarray:
@@ -314,7 +344,10 @@ def _ap_by_search(pos: np.ndarray, score: np.ndarray, known: np.ndarray | None) 
 
 
 def average_precision_per_class(
-    y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray | None = None
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    mask: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> np.ndarray:
     """AP of each class (column); NaN for classes with no positive among the known entries.
 
@@ -329,7 +362,10 @@ def average_precision_per_class(
       positives looked up in them (:func:`_ap_by_search`).
 
     Both give the same values, equal to scikit-learn's up to float rounding of the sums.
+    ``threads`` (default: the CPUs this process may use) share the classes of the first route
+    out; pass 1 to keep the call on one core.
     """
+    threads = _metric_threads(threads)
     pos, score, known = _tagging_inputs(
         y_true, y_score, mask, check_nan=False, keep_unknown_labels=True
     )
@@ -337,15 +373,21 @@ def average_precision_per_class(
     if mask is None:
         known = None
     if score.size and score.min() >= 0:  # False when a NaN is anywhere
-        return _ap_by_keys(pos, score, known)
+        return _ap_by_keys(pos, score, known, threads)
     return _ap_by_search(pos, score, known)
 
 
 def mean_average_precision(
-    y_true: np.ndarray, y_score: np.ndarray, mask: np.ndarray | None = None
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    mask: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> float:
-    """Macro mean of per-class AP over the classes with at least one known positive."""
-    ap = average_precision_per_class(y_true, y_score, mask)
+    """Macro mean of per-class AP over the classes with at least one known positive.
+
+    ``threads``: as in :func:`average_precision_per_class`.
+    """
+    ap = average_precision_per_class(y_true, y_score, mask, threads)
     if np.isnan(ap).all():
         return float("nan")
     return float(np.nanmean(ap))
