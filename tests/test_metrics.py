@@ -113,15 +113,16 @@ def test_ap_matches_brute_force_with_ties():
 
 
 @pytest.mark.parametrize("tile_bytes", [1, 4096, 1 << 18])
-@pytest.mark.parametrize("signed", [True, False], ids=["search-route", "key-route"])
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "non-negative"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_ap_over_several_class_blocks_matches_sklearn_and_leaves_input_alone(
-    tile_bytes, signed, monkeypatch
+    tile_bytes, signed, dtype, monkeypatch
 ):
     """More classes than one sorting block (and than one key group), float32 scores with ties
     and infinities, a column-major score matrix (whose per-block copy must not sort the
     caller's array), and transposing copies made of one row per tile, several rows per tile,
-    or one tile. Signed scores take the search route, scores >= 0 the integer-key route, where
-    -0.0 and 0.0 must tie."""
+    or one tile, in float32 and float64. Signed scores take the search route, scores >= 0 the
+    integer-key route; -0.0 and 0.0 must tie on both."""
     monkeypatch.setattr("zskit.metrics._AP_TILE_BYTES", tile_bytes)
     monkeypatch.setattr("zskit.metrics._AP_KEY_BYTES", 1)  # as many key groups as blocks
     rng = np.random.default_rng(4)
@@ -129,10 +130,11 @@ def test_ap_over_several_class_blocks_matches_sklearn_and_leaves_input_alone(
     y = rng.random((n, c)) < rng.uniform(0.01, 0.3, c)
     y[0] = True  # every class has a positive
     if signed:
-        s = np.round(rng.normal(size=(n, c)) + y, 1).astype(np.float32)
+        s = np.round(rng.normal(size=(n, c)) + y, 1).astype(dtype)
         s[5, :40], s[6, 20:60] = np.inf, -np.inf
+        s[7:40:3] = -0.0
     else:
-        s = np.round(rng.random((n, c)) + y, 1).astype(np.float32)
+        s = np.round(rng.random((n, c)) + y, 1).astype(dtype)
         s[5, :40], s[6, 20:60] = np.inf, 0.0
         s[7:40:3] = -0.0  # ties with the zeros above, and with each other
     s = np.asfortranarray(s)
@@ -186,18 +188,20 @@ def test_ap_routes_agree_and_each_is_taken(dtype, monkeypatch):
     np.testing.assert_array_equal(average_precision_per_class(y, with_nan, mask), by_keys)
 
 
+@pytest.mark.parametrize("shift", [0.0, -0.5], ids=["non-negative", "signed"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_ap_threads_give_identical_values_over_uneven_shares(dtype, monkeypatch):
-    """Key groups shared out over 2 or 3 threads (more threads than some shares, a last group
-    narrower than the others) give exactly the one-thread APs, masked or not; each thread has
-    its own buffer, so a shared one would mix classes and fail this. Bad ``threads`` raise."""
+def test_ap_threads_give_identical_values_over_uneven_shares(dtype, shift, monkeypatch):
+    """Key groups (or, for signed scores, search blocks) shared out over 2, 3 or more
+    threads (more threads than some shares, a last group narrower than the others) give exactly
+    the one-thread APs, masked or not; each thread has its own key buffer, so a shared one would
+    mix classes and fail this. Bad ``threads`` raise."""
     monkeypatch.setattr("zskit.metrics._AP_KEY_BYTES", 1)
     monkeypatch.setattr("zskit.metrics._AP_BLOCK", 7)  # 103 classes: 15 groups, the last of 5
     rng = np.random.default_rng(12)
     n, c = 500, 103
     y = rng.random((n, c)) < rng.uniform(0.01, 0.3, c)
     y[0] = True
-    s = (np.round(rng.random((n, c)), 2) + 0.3 * y).astype(dtype)  # ties
+    s = (np.round(rng.random((n, c)), 2) + 0.3 * y + shift).astype(dtype)  # ties
     mask = rng.random((n, c)) < 0.7
     mask[0] = True
     for m in (None, mask):

@@ -256,25 +256,32 @@ def _ap_by_keys(
     groups = math.ceil(groups / threads) * threads  # an equal share for each thread
     width = max(1, math.ceil(n_classes / groups))
     ap = np.full(n_classes, np.nan)
-    starts = list(range(0, n_classes, width))
 
-    def run(share: list[int]) -> None:
-        buffer = np.empty((width, n), bits.dtype)
+    def rank_groups(run: range) -> None:
+        buffer = np.empty((width, n), bits.dtype)  # one per thread, reused by its groups
         odd = np.empty(buffer.size, np.uint8)
-        for a in share:
+        for a in run:
             cols = slice(a, a + width)
             keys = buffer[: len(range(*cols.indices(n_classes)))]
             _fill_keys(keys, bits, pos, known, cols)
             keys.sort(axis=1)
             ap[cols] = _ap_from_sorted_keys(keys, known is not None, odd)
 
-    if threads == 1:
-        run(starts)
-    else:
-        per = math.ceil(len(starts) / threads)
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(run, [starts[i : i + per] for i in range(0, len(starts), per)]))
+    _map_threads(rank_groups, range(0, n_classes, width), threads)
     return ap
+
+
+def _map_threads(work: Callable[[range], None], starts: range, threads: int) -> None:
+    """``work(run)`` for contiguous runs of ``starts``, one run per thread, on up to ``threads``
+    threads (errors are raised here). numpy's sort and other whole-array steps release the GIL,
+    so the threads overlap."""
+    per = max(1, math.ceil(len(starts) / max(1, threads)))
+    runs = [starts[i : i + per] for i in range(0, len(starts), per)]
+    if len(runs) <= 1:
+        work(starts)
+        return
+    with ThreadPoolExecutor(len(runs)) as pool:
+        list(pool.map(work, runs))
 
 
 def _metric_threads(threads: int | None) -> int:
@@ -289,7 +296,9 @@ def _metric_threads(threads: int | None) -> int:
     return threads
 
 
-def _ap_by_search(pos: np.ndarray, score: np.ndarray, known: np.ndarray | None) -> np.ndarray:
+def _ap_by_search(
+    pos: np.ndarray, score: np.ndarray, known: np.ndarray | None, threads: int = 1
+) -> np.ndarray:
     """Per-class AP of any scores: each class's positives looked up in its sorted scores.
 
     - the positives (a few per cent of the entries) are gathered once in memory order, then
@@ -304,6 +313,7 @@ def _ap_by_search(pos: np.ndarray, score: np.ndarray, known: np.ndarray | None) 
       each run starts, for all classes at once.
 
     NaN among known scores is caught after sorting (NaN sorts last), saving a pass over the input.
+    With ``threads`` > 1 the blocks are shared out over threads, as in :func:`_ap_by_keys`.
     """
     n, n_classes = pos.shape
     if known is None:
@@ -322,17 +332,21 @@ def _ap_by_search(pos: np.ndarray, score: np.ndarray, known: np.ndarray | None) 
     end = np.cumsum(n_pos)
     start = end - n_pos
     below = np.empty(cls.size, np.int64)  # known clips scoring lower than each positive
-    for a in range(0, n_classes, _AP_BLOCK):
-        cols = slice(a, a + _AP_BLOCK)
-        ranked = _transposed_scores(score, known, cols)
-        ranked.sort(axis=1)
-        with_known = np.flatnonzero(n_known[cols])
-        if np.isnan(ranked[with_known, n_known[cols][with_known] - 1]).any():
-            raise ConfigError(_NAN_SCORES)
-        for j in np.flatnonzero(n_pos[cols]):
-            p = positive_scores[start[a + j] : end[a + j]]
-            p.sort()
-            below[start[a + j] : end[a + j]] = np.searchsorted(ranked[j], p, "left")
+
+    def rank_blocks(run: range) -> None:
+        for a in run:
+            cols = slice(a, a + _AP_BLOCK)
+            ranked = _transposed_scores(score, known, cols)
+            ranked.sort(axis=1)
+            with_known = np.flatnonzero(n_known[cols])
+            if np.isnan(ranked[with_known, n_known[cols][with_known] - 1]).any():
+                raise ConfigError(_NAN_SCORES)
+            for j in np.flatnonzero(n_pos[cols]):
+                p = positive_scores[start[a + j] : end[a + j]]
+                p.sort()
+                below[start[a + j] : end[a + j]] = np.searchsorted(ranked[j], p, "left")
+
+    _map_threads(rank_blocks, range(0, n_classes, _AP_BLOCK), threads)
     run_starts = np.ones(below.size, dtype=bool)
     run_starts[1:] = (below[1:] != below[:-1]) | (cls[1:] != cls[:-1])
     first_tied = np.maximum.accumulate(np.where(run_starts, np.arange(below.size), 0))
@@ -362,8 +376,8 @@ def average_precision_per_class(
       positives looked up in them (:func:`_ap_by_search`).
 
     Both give the same values, equal to scikit-learn's up to float rounding of the sums.
-    ``threads`` (default: the CPUs this process may use) share the classes of the first route
-    out; pass 1 to keep the call on one core.
+    ``threads`` (default: the CPUs this process may use) share the classes out on either
+    route; pass 1 to keep the call on one core.
     """
     threads = _metric_threads(threads)
     pos, score, known = _tagging_inputs(
@@ -374,7 +388,7 @@ def average_precision_per_class(
         known = None
     if score.size and score.min() >= 0:  # False when a NaN is anywhere
         return _ap_by_keys(pos, score, known, threads)
-    return _ap_by_search(pos, score, known)
+    return _ap_by_search(pos, score, known, threads)
 
 
 def mean_average_precision(
