@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
 from zskit.devices import module_device, resolve_amp, resolve_device
-from zskit.errors import ConfigError
+from zskit.errors import ConfigError, DataError
 from zskit.train import (
     CHECKPOINT_FILE,
     MODEL_FILE,
@@ -722,3 +722,34 @@ def test_fit_leaves_a_callers_dataloader_as_it_was():
     fit(_model(seed=1), loader, config=dataclasses.replace(config, seed=1))
     again = _weights(fit(_model(seed=1), loader, config=dataclasses.replace(config, seed=2)).model)
     _assert_same(again, first, "the same seed on a reused loader")
+
+
+def test_an_unwritable_out_dir_is_refused_before_any_training(tmp_path):
+    """A file where out_dir should be: a ConfigError before the first step, not a raw OSError
+    when the first checkpoint is written after an epoch's work."""
+    blocker = tmp_path / "taken"
+    blocker.write_text("a file, not a folder")
+    steps = Recorder()
+    with pytest.raises(ConfigError, match="out_dir=.*cannot be created"):
+        fit(_model(), _data(), config=TrainConfig(max_epochs=1, batch_size=8, progress=False,
+                                                  device="cpu"),
+            out_dir=blocker / "run", callbacks=[steps])
+    assert steps.steps == [], "training ran before out_dir was checked"
+
+
+@pytest.mark.parametrize("case", ["other classes", "other model", "bare state_dict"])
+def test_resuming_a_checkpoint_of_another_model_says_what_to_do(case, tmp_path):
+    """A checkpoint.pt that does not fit the model (another head size, another architecture, or
+    a bare state_dict saved under that name) is a DataError naming the way out, not a raw
+    torch RuntimeError or KeyError."""
+    config = TrainConfig(max_epochs=1, batch_size=8, progress=False, device="cpu")
+    fit(_model(), _data(), config=config, out_dir=tmp_path)
+    if case == "bare state_dict":
+        torch.save(_model().state_dict(), tmp_path / "checkpoint.pt")
+        model = _model()
+    else:
+        model = _model(k=5) if case == "other classes" else nn.Sequential(nn.Linear(6, 3))
+    x, y = _data()
+    y = torch.cat([y, y[:, :2]], dim=1) if case == "other classes" else y
+    with pytest.raises(DataError, match="resume=False"):
+        fit(model, (x, y), config=config, out_dir=tmp_path, resume=True)

@@ -369,6 +369,21 @@ class _Run:
 
     def _restore(self) -> None:
         ckpt = load_checkpoint(self.checkpoint)
+        if not isinstance(ckpt, dict) or ckpt.get("format") != 1:
+            raise DataError(
+                f"{self.checkpoint} is not a checkpoint written by zskit's fit (e.g. a bare "
+                "state_dict); pass another out_dir, or delete it and run with resume=False."
+            )
+        try:
+            self._load_states(ckpt)
+        except (KeyError, RuntimeError, ValueError) as exc:
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise DataError(
+                f"{self.checkpoint} was written for another model or optimiser ({first_line}); "
+                "pass another out_dir, or delete it and run with resume=False."
+            ) from exc
+
+    def _load_states(self, ckpt: dict[str, Any]) -> None:
         changed = sorted(
             k for k, v in dataclasses.asdict(self.config).items() if ckpt["config"].get(k) != v
         )
@@ -515,6 +530,13 @@ def fit(
     out = None if out_dir is None else Path(out_dir)
     if resume and out is None:
         raise ConfigError("resume=True needs out_dir, the folder holding checkpoint.pt; pass it.")
+    if out is not None:  # before training: a bad folder must not cost an epoch's work
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"out_dir={out} cannot be created ({exc.strerror or exc}); pass a writable folder."
+            ) from exc
     run = _Run(
         model,
         train_data,
