@@ -27,7 +27,14 @@ done, and it does not count the time the process waits for a core on a machine s
 work, which makes wall times swing by 10-30 % from one run to the next. ``--clock wall`` times
 the wall clock instead.
 
+On a GPU (``--device cuda``, e.g. on Colab; or ``mps``) the step costs tens of microseconds, so
+the data path decides more of the ratio. There ``fit``, the bare loop and the batches hold the
+tensors on the device; the DataLoader loops keep them on the CPU and move each batch with
+``.to(device)``, as the textbook loop does. Times are then wall times, with the device
+synchronised before each clock read.
+
     .venv/bin/python benchmarks/bench_fit.py [--clips 20000] [--dim 512] [--batches 64 256 1024]
+                                             [--device cpu|cuda|mps]
 """
 
 from __future__ import annotations
@@ -41,19 +48,21 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from zskit.devices import resolve_device
 from zskit.losses import masked_bce
 from zskit.train import TrainConfig, fit
 from zskit.train.batches import TensorBatches
 from zskit.train.loop import _has_fused_kernel
 
-FUSED = _has_fused_kernel(torch.optim.AdamW, torch.device("cpu"), torch.float32) or None
+DEVICE = torch.device("cpu")  # set by main() from --device
+FUSED: bool | None = None  # torch's fused AdamW step where DEVICE has a kernel (set by main())
 
 
 def make_model(head: str, dim: int, n_classes: int) -> nn.Module:
     torch.manual_seed(0)
     if head == "linear":
-        return nn.Linear(dim, n_classes)
-    return nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, n_classes))
+        return nn.Linear(dim, n_classes).to(DEVICE)
+    return nn.Sequential(nn.Linear(dim, 256), nn.ReLU(), nn.Linear(256, n_classes)).to(DEVICE)
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor,
@@ -69,6 +78,7 @@ def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, ep
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=FUSED)
     for epoch in range(epochs):
         order = torch.randperm(len(x), generator=torch.Generator().manual_seed(epoch))
+        order = order.to(x.device)
         for a in range(0, len(x), batch):
             idx = order[a:a + batch]
             train_step(model, optimizer, x.index_select(0, idx), y.index_select(0, idx))
@@ -77,10 +87,10 @@ def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, ep
 def dataloader_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
                     lr: float, fused: bool | None = FUSED) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused)
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+    loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=batch, shuffle=True)
     for _ in range(epochs):
         for xb, yb in loader:
-            train_step(model, optimizer, xb, yb)
+            train_step(model, optimizer, xb.to(DEVICE), yb.to(DEVICE))
 
 
 def default_adamw_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
@@ -90,20 +100,30 @@ def default_adamw_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch
 
 def fit_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
              lr: float) -> None:
-    config = TrainConfig(lr=lr, batch_size=batch, max_epochs=epochs, device="cpu", amp="off",
-                         progress=False, select="last")
+    config = TrainConfig(lr=lr, batch_size=batch, max_epochs=epochs, device=str(DEVICE),
+                         amp="off", progress=False, select="last")
     fit(model, (x, y), config=config)
+
+
+def synced_wall() -> float:
+    """Wall time after the device has finished its queued work (CUDA and MPS run ahead)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+    elif DEVICE.type == "mps":
+        torch.mps.synchronize()
+    return time.perf_counter()
 
 
 def time_batches(x: torch.Tensor, y: torch.Tensor, batch: int, repeats: int, clock
                  ) -> tuple[float, float]:
     """Seconds for one epoch of batches (best of ``repeats``): TensorBatches, DataLoader."""
-    fast = TensorBatches((x, y), batch, device=torch.device("cpu"), shuffle=True)
-    loader = DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=True)
+    fast = TensorBatches((x, y), batch, device=DEVICE, shuffle=True)
+    loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=batch, shuffle=True)
     t_fast = min(timeit.repeat(lambda: sum(1 for _ in fast.epoch(0)), number=1, repeat=repeats,
                                timer=clock))
-    t_loader = min(timeit.repeat(lambda: sum(1 for _ in loader), number=1, repeat=repeats,
-                                 timer=clock))
+    t_loader = min(timeit.repeat(lambda: sum(1 for _ in ((xb.to(DEVICE), yb.to(DEVICE))
+                                                         for xb, yb in loader)),
+                                 number=1, repeat=repeats, timer=clock))
     return t_fast, t_loader
 
 
@@ -120,24 +140,29 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (1: steady timings on a machine shared with other work)")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
-                    help="process CPU time (default) or wall time")
+                    help="process CPU time (default) or wall time (always wall off the CPU)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, mps or auto")
     args = ap.parse_args()
-    clock = time.process_time if args.clock == "cpu" else time.perf_counter
+    global DEVICE, FUSED
+    DEVICE = resolve_device(args.device)
+    FUSED = _has_fused_kernel(torch.optim.AdamW, DEVICE, torch.float32) or None
+    clock = time.process_time if args.clock == "cpu" and DEVICE.type == "cpu" else synced_wall
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.clips, args.dim, generator=gen)
-    y = (torch.rand(args.clips, args.classes, generator=gen) < 0.1).float()
+    x = torch.randn(args.clips, args.dim, generator=gen).to(DEVICE)
+    y = (torch.rand(args.clips, args.classes, generator=gen) < 0.1).float().to(DEVICE)
     samples = args.clips * args.epochs
     print(f"torch threads {torch.get_num_threads()}; {args.clips} x {args.dim} embeddings, "
           f"{args.classes} classes, {args.epochs} epoch(s) per run; samples/s, best of "
           f"{args.repeats} ({args.clock} time)")
-    print(f"fused AdamW step: {bool(FUSED)}")
+    print(f"device {DEVICE}; fused AdamW step: {bool(FUSED)}; clock: "
+          f"{'process CPU time' if clock is time.process_time else 'wall, synchronised'}")
     print("batches alone: batch | TensorBatches | DataLoader | ratio")
     loader_epoch = {}
     for batch in args.batches:
         t_fast, loader_epoch[batch] = time_batches(x, y, batch, args.repeats, clock)
         print(f"{batch:19d} | {args.clips / t_fast:13.0f} | {args.clips / loader_epoch[batch]:10.0f}"
-              f" | {loader_epoch[batch] / t_fast:5.0f}x")
+              f" | {loader_epoch[batch] / t_fast:5.1f}x")
     loops = {"fit": fit_loop, "DataLoader": dataloader_loop, "default": default_adamw_loop,
              "bare": bare_loop}
     print("head    batch |     fit | DataLoader | DL, default AdamW |    bare | fit/DL | data share"

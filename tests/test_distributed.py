@@ -55,8 +55,10 @@ from test_distributed import CONFIG, make_data, make_model
 out = Path(sys.argv[1])
 config = dataclasses.replace(CONFIG, batch_size=8)  # per process: a global batch of 16
 x, y = make_data()
-for name, data in (("tensors", (x, y)), ("dataset", TensorDataset(x, y))):
-    result = fit(make_model(), data, val_data=(x, y), config=config, out_dir=out / name)
+grouped = dataclasses.replace(config, loss_read_every=3)  # losses all-reduced 3 at a time
+for name, data, cfg in (("tensors", (x, y), config), ("dataset", TensorDataset(x, y), config),
+                        ("grouped", (x, y), grouped)):
+    result = fit(make_model(), data, val_data=(x, y), config=cfg, out_dir=out / name)
     state = {"model": result.model.state_dict(), "history": result.history.to_dict("list")}
     torch.save(state, out / f"{name}_rank{dist.get_rank()}.pt")
 cleanup_distributed()
@@ -142,8 +144,10 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
     x, y = make_data()
     one_process = dataclasses.replace(CONFIG, batch_size=16)  # the same global batch
     reference = fit(make_model(), (x, y), val_data=(x, y), config=one_process)
-    for name in ("tensors", "dataset"):
+    histories = {}
+    for name in ("tensors", "dataset", "grouped"):
         r0, r1 = (torch.load(tmp_path / f"{name}_rank{r}.pt", weights_only=True) for r in (0, 1))
+        histories[name] = r0["history"]
         for key, value in r0["model"].items():
             assert torch.equal(value, r1["model"][key]), f"{name}: ranks disagree on {key}"
             want = reference.model.state_dict()[key]
@@ -158,6 +162,9 @@ def test_two_process_gloo_run_matches_single_process(tmp_path):
         assert len(ckpt["rng"]) == 2, "the checkpoint must hold both ranks' RNG states"
         written = sorted(p.name for p in (tmp_path / name).iterdir())
         assert written == ["checkpoint.pt", "model.pt"], f"{name}: unexpected files {written}"
+    assert histories["grouped"]["train_loss"] == histories["tensors"]["train_loss"], (
+        "losses read 3 steps at a time gave another train_loss than reading every step"
+    )
 
 
 @pytest.mark.timeout(120)

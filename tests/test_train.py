@@ -31,6 +31,7 @@ from zskit.train import (
     predict,
     step_decay,
 )
+from zskit.train.batches import TensorBatches
 from zskit.train.recipes import balanced_loader, mixup_loss
 
 QUIET = TrainConfig(progress=False, device="cpu", amp="off")
@@ -506,7 +507,10 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     _assert_same(selected, _weights(result.model), "model.pt vs the returned model")
 
 
-def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
+@pytest.mark.parametrize("read_every", [None, 3, 5])
+def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(read_every, tmp_path):
+    """Read every step, or kept on the device and read in groups of 3 or 5 (as on a GPU): the
+    NaN is reported at its own step, and the checkpoint due after it is not written."""
     x, y = _data(40)
     calls = {"n": 0}
 
@@ -516,7 +520,7 @@ def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
         return value * float("nan") if calls["n"] == 7 else value
 
     config = dataclasses.replace(
-        QUIET, batch_size=4, max_epochs=3, checkpoint_every=4
+        QUIET, batch_size=4, max_epochs=3, checkpoint_every=4, loss_read_every=read_every
     )  # 10 steps/epoch
     with pytest.raises(TrainingError, match=r"nan at step 7 .*checkpoint.*step 4") as info:
         fit(_model(), (x, y), loss_fn=loss, config=config, out_dir=tmp_path)
@@ -753,3 +757,57 @@ def test_resuming_a_checkpoint_of_another_model_says_what_to_do(case, tmp_path):
     y = torch.cat([y, y[:, :2]], dim=1) if case == "other classes" else y
     with pytest.raises(DataError, match="resume=False"):
         fit(model, (x, y), config=config, out_dir=tmp_path, resume=True)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("skip", [0, 2])
+def test_tensor_batches_cover_a_permutation_and_skip_and_drop_as_asked(drop_last, skip):
+    """23 rows in batches of 5: four full batches and a last one of 3 (dropped with drop_last);
+    ``skip`` leaves out the first batches (a resumed epoch); rows stay paired across tensors and
+    each epoch is another seeded permutation."""
+    x = torch.arange(23.0).unsqueeze(1)
+    batches = TensorBatches((x, x * 10), 5, device=torch.device("cpu"), shuffle=True, seed=3,
+                            drop_last=drop_last)
+    full = [b[0].squeeze(1).tolist() for b in batches.epoch(1)]
+    assert [len(b) for b in full] == ([5] * 4 if drop_last else [5] * 4 + [3])
+    assert len(batches) == len(full)
+    rows = [r for batch in full for r in batch]
+    assert len(set(rows)) == len(rows) and (drop_last or sorted(rows) == list(range(23)))
+    resumed = list(batches.epoch(1, skip=skip))
+    assert [b[0].squeeze(1).tolist() for b in resumed] == full[skip:], "skip changed the batches"
+    assert all(torch.equal(b[1], b[0] * 10) for b in resumed), "rows unpaired across tensors"
+    assert [b[0].squeeze(1).tolist() for b in batches.epoch(2)] != full, "epochs share an order"
+
+
+def test_losses_read_in_groups_give_the_same_run_and_history(tmp_path):
+    """Losses kept on the device and read every 4 steps (a GPU's default is 16) give the same
+    weights, train_loss and val_loss as reading every step; a callback with on_step_end still
+    gets every step's loss as a float."""
+    x, y = _data(40)
+    runs = {}
+    for every in (1, 4):
+        config = dataclasses.replace(RESUME, loss_read_every=every)
+        runs[every] = fit(_model(dropout=0.3, seed=1), (x, y), val_data=(x[:16], y[:16]),
+                          config=config, out_dir=tmp_path / str(every))
+    _assert_same(_weights(runs[4].model), _weights(runs[1].model), "weights")
+    for column in ("train_loss", "val_loss"):
+        assert runs[4].history[column].tolist() == runs[1].history[column].tolist(), column
+
+    class Losses(Callback):
+        def __init__(self):
+            self.seen = []
+
+        def on_step_end(self, state, loss):
+            self.seen.append((state.step, loss))
+
+    hook = Losses()
+    fit(_model(), (x, y), config=dataclasses.replace(RESUME, loss_read_every=4),
+        callbacks=[hook])
+    assert [step for step, _ in hook.seen] == list(range(1, 16))
+    assert all(isinstance(loss, float) and math.isfinite(loss) for _, loss in hook.seen)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True])
+def test_loss_read_every_must_be_a_positive_whole_number(bad):
+    with pytest.raises(ConfigError, match="loss_read_every"):
+        TrainConfig(loss_read_every=bad)

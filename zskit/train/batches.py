@@ -131,9 +131,8 @@ class TensorBatches:
             order = torch.arange(self.n)
         order = shard_indices(order, self.dist.rank, self.dist.world_size)
         order = order.to(self.tensors[0].device)
-        for b in range(skip, len(self)):
-            idx = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield tuple([t.index_select(0, idx) for t in self.tensors])
+        for idx in order.split(self.batch_size)[skip : len(self)]:  # len leaves out a short last
+            yield tuple([t.index_select(0, idx) for t in self.tensors])  # batch with drop_last
 
 
 class _ResumableSampler(DistributedSampler):

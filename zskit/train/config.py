@@ -85,6 +85,12 @@ class TrainConfig:
     drop_last: bool = False  # drop the last incomplete batch of each epoch
     checkpoint_every: int | None = None  # steps between checkpoints (also one at every epoch end)
     progress: bool = True  # tqdm progress bar (rank 0 only)
+    # Steps between reads of the loss on the host (the divergence check, the progress bar, the
+    # epoch's train_loss). Each read waits for the GPU, so on a GPU the losses are kept there and
+    # read in groups; a NaN is still reported at its own step, and never reaches a checkpoint.
+    # None: 1 on a CPU (a read costs nothing there), 16 on a GPU; 1 whenever a callback has
+    # on_step_end (it is handed each step's loss).
+    loss_read_every: int | None = None
 
     def __post_init__(self) -> None:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
@@ -99,6 +105,7 @@ class TrainConfig:
         _positive("max_steps", self.max_steps, allow_none=True)
         _positive("grad_clip", self.grad_clip, allow_none=True)
         _positive("checkpoint_every", self.checkpoint_every, allow_none=True)
+        _positive("loss_read_every", self.loss_read_every, allow_none=True)
         _positive("step_every", self.step_every)
         _positive("weight_decay", self.weight_decay, strict=False)
         _positive("warmup_epochs", self.warmup_epochs, strict=False)
@@ -108,6 +115,7 @@ class TrainConfig:
         _positive("average_last_k", self.average_last_k, strict=False)
         _positive("early_stopping_patience", self.early_stopping_patience, allow_none=True)
         for name in ("batch_size", "max_epochs", "max_steps", "checkpoint_every", "step_every",
+                     "loss_read_every",
                      "warmup_steps", "num_workers", "average_last_k", "early_stopping_patience",
                      "step_after", "plateau_patience"):
             value = getattr(self, name)

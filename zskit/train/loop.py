@@ -205,6 +205,9 @@ class _Run:
         self.state = TrainState(model, self.optimizer, config, self.dist.rank, self.dist.world_size)
         self.checkpoint = None if out_dir is None else out_dir / CHECKPOINT_FILE
         self.saved_step: int | None = None
+        self.read_every = config.loss_read_every or (1 if self.device.type == "cpu" else 16)
+        self.kept_losses: list[torch.Tensor] = []  # losses not yet read, on the device
+        self.kept_norms: list[torch.Tensor] = []  # gradient norms likewise (with grad_clip)
 
     # -- one step, one validation, one epoch end -------------------------------------------------
     def _autocast(self) -> AbstractContextManager:
@@ -213,7 +216,10 @@ class _Run:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _diverged(self, what: str, value: float) -> TrainingError:
+        """The error for a non-finite ``what`` at step ``state.step + 1`` (the step being taken,
+        or, for losses read later, the step that :meth:`_read_losses` has counted up to)."""
         s = self.state
+        step, batch = s.step + 1, s.step_in_epoch + 1
         kept = (
             f"the last good checkpoint {self.checkpoint} (step {self.saved_step}) is kept; "
             "resume=True continues from it"
@@ -221,13 +227,38 @@ class _Run:
             else "no checkpoint was written yet (set out_dir and checkpoint_every to keep one)"
         )
         return TrainingError(
-            f"training diverged: the {what} is {value} at step {s.step + 1} (epoch "
-            f"{s.epoch + 1}, batch {s.step_in_epoch + 1}); {kept}. Lower lr, set grad_clip, "
+            f"training diverged: the {what} is {value} at step {step} (epoch "
+            f"{s.epoch + 1}, batch {batch}); {kept}. Lower lr, set grad_clip, "
             "or check that batch's inputs.",
-            step=s.step + 1,
+            step=step,
         )
 
-    def _step(self, batch: Any) -> float:
+    def _read_losses(self) -> float | None:
+        """Read the losses (and gradient norms) kept on the device since the last read, in one
+        transfer: check them step by step and add them to the epoch's sum. Returns the last loss
+        (None if nothing was kept)."""
+        if not self.kept_losses:
+            return None
+        s, kept = self.state, len(self.kept_losses)
+        losses = torch.stack(self.kept_losses)
+        if self.dist.enabled:
+            losses = all_reduce_mean(losses, self.dist)
+        norms = torch.stack(self.kept_norms).tolist() if self.kept_norms else [0.0] * kept
+        self.kept_losses.clear()
+        self.kept_norms.clear()
+        s.step -= kept  # report each value at its own step
+        s.step_in_epoch -= kept
+        for value, norm in zip(losses.tolist(), norms):
+            if not math.isfinite(value):
+                raise self._diverged("loss", value)
+            if not math.isfinite(norm):
+                raise self._diverged("gradient norm", norm)
+            s.step += 1
+            s.step_in_epoch += 1
+            s.epoch_loss_sum += value
+        return value
+
+    def _step(self, batch: Any) -> float | None:
         s, config = self.state, self.config
         if not self.train.on_device:
             batch = to_device(batch, self.device)
@@ -238,21 +269,28 @@ class _Run:
                 f"loss_fn must return a scalar tensor, got {type(loss).__name__} "
                 f"{getattr(loss, 'shape', '')}; reduce it with .mean()."
             )
-        # The loss is read once per step: the divergence check and the callbacks need it. On one
-        # process item() reads it directly (detach and cast cost a few µs per step).
-        if self.dist.enabled:
+        # Read every step (the default on a CPU), the loss is checked before the update; on one
+        # process item() reads it directly (detach and cast cost a few µs per step). Otherwise
+        # it stays on the device until _read_losses.
+        value = None
+        if self.read_every > 1:
+            self.kept_losses.append(loss.detach().float())
+        elif self.dist.enabled:
             value = float(all_reduce_mean(loss.detach().float(), self.dist))
         else:
             value = loss.item()
-        if not math.isfinite(value):
+        if value is not None and not math.isfinite(value):
             raise self._diverged("loss", value)
         scaling = self.scaler.is_enabled()  # fp16 only; the calls are skipped when off
         (self.scaler.scale(loss) if scaling else loss).backward()
         if config.grad_clip is not None:
             self.scaler.unscale_(self.optimizer)
-            norm = float(torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip))
-            if not scaling and not math.isfinite(norm):
-                raise self._diverged("gradient norm", norm)
+            norm = torch.nn.utils.clip_grad_norm_(self.params, config.grad_clip)
+            # (under fp16 an infinite norm is no error: the scaler skips that step)
+            if not scaling and self.read_every > 1:
+                self.kept_norms.append(norm.detach().float())
+            elif not scaling and not math.isfinite(float(norm)):
+                raise self._diverged("gradient norm", float(norm))
         s.lr = self.optimizer.param_groups[0]["lr"]
         if scaling:
             self.scaler.step(self.optimizer)
@@ -262,7 +300,8 @@ class _Run:
         self.optimizer.zero_grad(set_to_none=True)
         s.step += 1
         s.step_in_epoch += 1
-        s.epoch_loss_sum += value
+        if value is not None:
+            s.epoch_loss_sum += value
         s.epoch_batches += 1
         self.schedule.step(s.step)
         if self.ema is not None:
@@ -275,15 +314,17 @@ class _Run:
             return {}
         model, was_training = self.model, self.model.training
         model.eval()
-        total, count = 0.0, 0
+        total_type = torch.float32 if self.device.type == "mps" else torch.float64  # MPS: no fp64
+        total, count = torch.zeros((), dtype=total_type, device=self.device), 0
         for batch in self.val.epoch(0):
             if not self.val.on_device:
                 batch = to_device(batch, self.device)
             with self._autocast():
                 loss = self.loss_fn(model, batch)
             n = batch_size_of(batch)
-            total, count = total + float(loss) * n, count + n
-        metrics = {"val_loss": total / max(count, 1)}
+            total += loss.detach().to(total.dtype) * n  # summed on the device: one read below
+            count += n
+        metrics = {"val_loss": total.item() / max(count, 1)}
         if self.metric_fn is not None:
             metrics.update(_metric_columns(self.metric_fn(model, self.val_data)))
         model.train(was_training)
@@ -292,6 +333,7 @@ class _Run:
 
     def _row(self, seconds: float) -> dict[str, float]:
         s = self.state
+        self._read_losses()
         done = s.step_in_epoch == self.steps_per_epoch
         row = {
             "epoch": s.epoch + 1 if done else s.epoch + s.step_in_epoch / self.steps_per_epoch,
@@ -345,6 +387,7 @@ class _Run:
 
     # -- checkpoints ------------------------------------------------------------------------------
     def _save(self) -> None:
+        self._read_losses()  # a NaN kept on the device must not reach a checkpoint
         if self.checkpoint is None:
             return
         rng = gather_objects(get_rng_state(), self.dist)  # every rank's generators, saved by rank 0
@@ -443,14 +486,19 @@ class _Run:
         show = config.progress and self.dist.is_main
         bar = tqdm(total=self.total_steps, initial=s.step, desc="fit", unit="step", disable=not show)
         on_step_end = [c.on_step_end for c in self.callbacks if hasattr(c, "on_step_end")]
+        if on_step_end:  # each hook is handed each step's loss
+            self.read_every = 1
+        every = 10 if self.read_every == 1 else self.read_every  # progress bar's loss
         try:
             while not s.should_stop and s.step < self.total_steps and s.epoch < config.max_epochs:
                 start = time.perf_counter()
                 for batch in self.train.epoch(s.epoch, skip=s.step_in_epoch):
                     loss = self._step(batch)
+                    if self.read_every > 1 and s.step % self.read_every == 0:
+                        loss = self._read_losses()
                     if show:
                         bar.update(1)
-                        if s.step % 10 == 0 or s.step == self.total_steps:
+                        if loss is not None and (s.step % every == 0 or s.step == self.total_steps):
                             bar.set_postfix(loss=f"{loss:.4g}", lr=f"{s.lr:.3g}", refresh=False)
                     for hook in on_step_end:
                         hook(s, loss)
