@@ -36,6 +36,10 @@ def check(metrics: dict[str, Any]) -> None:
     for space, r in metrics["proximity"].items():
         assert -1.0 <= r["low"] <= r["r"] <= r["high"] <= 1.0, (
             f"{space}: Pearson r {r} is not a correlation inside its interval")
+    not_zero_shot = sorted(set(metrics["proximity_conditions"])
+                           - set(metrics["zero_shot_conditions"]))
+    assert not not_zero_shot, (f"the proximity r pools conditions whose test classes were "
+                               f"trained: {not_zero_shot}")
     if metrics.get("smoke"):
         return
     for space, result in folds.items():

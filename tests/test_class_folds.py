@@ -115,3 +115,12 @@ def test_stratified_split_unchanged():
     y = labels_with_counts([20, 10, 5], n_clips=40)
     out = stratified_split(y, (0.5, 0.5), np.random.default_rng(0))
     assert set(out.tolist()) == {0, 1} and abs((out == 0).sum() - 20) <= 2
+
+
+def test_classes_without_tags_are_dealt_round_the_folds():
+    # c0..c4 leave loads 10, 9, 9 and 1, 2, 2 classes; the five untagged classes add no load, so
+    # the lightest-load rule alone would put all of them in fold 1. By class count: f0, then
+    # (sizes tied) the lighter f1, f2, then f0, f1
+    folds = class_folds(labels_with_counts([10, 5, 5, 4, 4, 0, 0, 0, 0, 0]), n_folds=3)
+    assert folds[5:].tolist() == [0, 1, 2, 0, 1], folds
+    assert np.bincount(folds).max() - np.bincount(folds).min() <= 1, folds

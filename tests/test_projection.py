@@ -73,3 +73,10 @@ def test_wrong_input_size_is_explained():
         head(torch.randn(3, 7))
     with pytest.raises(ConfigError, match="positive sizes"):
         ProjectionHead(0, 2)
+
+
+def test_batchnorm_refuses_a_training_batch_of_one():
+    head = ProjectionHead(8, 2, ProjectionConfig(hidden_dim=4, input_norm="batchnorm"))
+    with pytest.raises(ConfigError, match="batch of one"):
+        head(torch.randn(1, 8))
+    assert head.eval()(torch.randn(1, 8)).shape == (1, 2), "scoring one clip is fine"

@@ -360,3 +360,20 @@ def test_label_matching_scorer_with_glove_finds_the_same_name():
     assert soft.weights_[0].argmax() == 3 and soft.weights_[0, 3] < 1, "soft weights, best first"
     with pytest.raises(ConfigError, match="source_scores"):
         scorer.score(p[:, :3])
+
+
+def test_a_target_with_no_known_word_borrows_no_score(caplog):
+    from zskit.label_matching import LabelMatchingScorer
+
+    vectors = {"dog": [1.0, 0.0], "bark": [0.9, 0.1], "siren": [0.0, 1.0]}
+
+    class Table:  # a word-vector encoder with on_unknown="zero"
+        def encode_labels(self, names):
+            return np.array([vectors.get(n, [0.0, 0.0]) for n in names])
+
+    with caplog.at_level("WARNING", logger="zskit.label_matching"):
+        scorer = LabelMatchingScorer(["dog", "xyzzy"], ["dog", "bark", "siren"], Table())
+    assert "(xyzzy)" in caplog.text, "the warning names the target without a known word"
+    assert not scorer.weights_[1].any() and scorer.weights_[0].sum() == pytest.approx(1.0)
+    assert [m["class"] for m in scorer.matches()] == ["dog"] * 3
+    np.testing.assert_array_equal(scorer.score(np.ones((2, 3)))[:, 1], 0.0)

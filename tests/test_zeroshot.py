@@ -217,3 +217,25 @@ def test_scores_waveforms_and_files_through_the_audio_encoder(fitted, tmp_path, 
     from_files = audio.predict_proba([str(p) for p in paths], TEST)
     expected = tagger.predict_proba(ToyAudioEncoder()(waves / 5).numpy(), TEST)
     np.testing.assert_allclose(from_files, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_mask_val_of_the_wrong_shape_is_explained():
+    x, y, table = make_data(40, seed=11)
+    xv, yv, _ = make_data(20, seed=12)
+    cfg = ZeroShotConfig(projection=ProjectionConfig(hidden_dim=8), epochs=1, device="cpu")
+    for bad in (np.ones((20, N_CLASSES - 1), bool), np.ones((15, N_CLASSES), bool)):
+        with pytest.raises(ConfigError, match="mask_val must mark the known entries of Y_val"):
+            ZeroShotTagger(TableEncoder(table), cfg).fit(x, y, NAMES, X_val=xv, Y_val=yv,
+                                                         mask_val=bad)
+    with pytest.raises(ConfigError, match="without X_val"):
+        ZeroShotTagger(TableEncoder(table), cfg).fit(x, y, NAMES, mask_val=np.ones((20, 16)))
+
+
+def test_batchnorm_trains_when_the_last_batch_would_hold_one_clip():
+    x, y, table = make_data(9, seed=13)  # every clip has a positive: 9 = 2 batches of 4 + 1
+    cfg = ZeroShotConfig(projection=ProjectionConfig(hidden_dim=8, input_norm="batchnorm"),
+                         epochs=2, batch_size=4, device="cpu")
+    tagger = ZeroShotTagger(TableEncoder(table), cfg).fit(x, y, NAMES)
+    assert tagger.n_train_clips_ == 9 and len(tagger.history_) == 2
+    with pytest.raises(ConfigError, match="at least 2 training clips"):
+        ZeroShotTagger(TableEncoder(table), cfg).fit(x[:1], y[:1], NAMES)

@@ -1,10 +1,12 @@
 """tests/checks_01.py, the assertions on notebook 01's metrics.json, can fail: a default run must
-beat the random baseline on every fold and label space; a smoke run is checked for shape only."""
+beat the random baseline on every fold and label space; a smoke run is checked for shape only.
+Also: notebook 01 labels the paper's columns with the encoder they belong to."""
 
 from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,8 @@ def metrics(smoke: bool = False) -> dict:
                         for s in ("glove", "minilm")},
         "near_distant": {"glove": {"near": 0.09, "distant": 0.07, "random": 0.066}},
         "proximity": {"glove": {"r": 0.2, "low": -0.1, "high": 0.5}},
+        "proximity_conditions": ["fold 0", "fold 1"],
+        "zero_shot_conditions": ["fold 0", "fold 1", "C\\C_MIC"],
     }
 
 
@@ -46,6 +50,8 @@ def test_a_good_default_run_passes():
     (lambda m: m["folds"].clear(), "no per-fold"),
     (lambda m: m["near_distant"]["glove"].update({"near": 1.3}), "not an mAP"),
     (lambda m: m["proximity"]["glove"].update({"r": 0.7}), "inside its interval"),
+    (lambda m: m["proximity_conditions"].extend(["C", "supervised"]),
+     r"pools conditions whose test classes were trained: \['C', 'supervised'\]"),
 ])
 def test_bad_default_metrics_fail(edit, match):
     bad = copy.deepcopy(metrics())
@@ -62,3 +68,16 @@ def test_smoke_runs_are_checked_for_shape_only():
     broken["folds"]["glove"]["mean"]["mAP"] = float("nan")
     with pytest.raises(AssertionError, match="glove, mean"):
         checks_01.check(broken)
+
+
+def test_notebook_names_the_paper_encoder_of_its_columns():
+    """The paper's figures come from the encoder `audio_encoder` picks (``paper_encoder``): no
+    column heading may promise VGG/VGGish whatever the encoder."""
+    notebook = Path(__file__).resolve().parents[1] / "notebooks" / "01_zero_shot_tagging.ipynb"
+    code = ["".join(c["source"]) for c in json.loads(notebook.read_text())["cells"]
+            if c["cell_type"] == "code"]
+    headings = [line.strip() for src in code for line in src.splitlines()
+                if '"paper' in line and "VGG" in line]
+    assert not headings, headings
+    assert any('f"paper ({paper_encoder}, Word2Vec)"' in src for src in code)
+

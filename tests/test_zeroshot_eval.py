@@ -3,6 +3,7 @@ brute force or closed forms, on clips whose audio is a known function of their l
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -12,7 +13,7 @@ from sklearn.metrics import average_precision_score
 from test_zeroshot import one_thread  # noqa: F401 (autouse: tiny models run on one thread)
 
 from zskit.data.splits import class_folds
-from zskit.errors import ConfigError
+from zskit.errors import ConfigError, DataError
 from zskit.heads.projection import ProjectionConfig
 from zskit.models.zeroshot import ZeroShotConfig
 from zskit.zeroshot_eval import (
@@ -125,6 +126,28 @@ def test_openmic_conditions_on_class_ids():
     assert conds[0].test == ("brass0", "brass1")
     inst = openmic_conditions(data, ["brass0"], instrument_classes=["brass2", "strings0"])
     assert set(inst[0].train) == set(CLASSES) - {"brass0", "brass2", "strings0"}
+    assert [c.keep for c in inst] == [(), (), ("brass0",)], "C trains the OpenMIC classes"
+
+
+def test_openmic_c_trains_every_openmic_class_when_names_differ():
+    """Transfer to OpenMIC: its ids and names ("brass0") are not the training ones ("Brass0"),
+    so only Condition.keep stops model selection from holding an OpenMIC class out of training
+    in "C", and only Condition.unseen tells that "C" is not zero-shot."""
+    data, enc = make_data(200)
+    upper = [c.capitalize() for c in CLASSES]
+    audioset = TaggingData(data.embeddings, data.labels, data.splits, upper, upper)
+    openmic = TaggingData(data.embeddings[:40], data.labels[:40, :8], np.array(["test"] * 40),
+                          CLASSES[:8], CLASSES[:8])
+    mic, every = openmic_conditions(audioset, upper[:8], test_classes=openmic.classes)
+    assert mic.zero_shot and not every.zero_shot, "C trains its test classes under other ids"
+    cfg = dataclasses.replace(CFG, epochs=1, selection_fraction=0.5)
+    encoder = TableEncoder({**enc.table, **{c.capitalize(): enc.table[c] for c in CLASSES}})
+    for seed in range(3):  # 8 of 16 classes held out: by chance alone, some would be OpenMIC's
+        tagger, _, _ = run_condition(audioset, every, encoder,
+                                     dataclasses.replace(cfg, seed=seed), eval_data=openmic)
+        assert tagger.selection_classes_ == upper[8:], tagger.selection_classes_
+    with pytest.raises(ConfigError, match="keep only classes of `train`"):
+        Condition("x", ("a",), ("b",), keep=("b",))
 
 
 def test_summary_matches_scikit_learn(run):
@@ -290,6 +313,16 @@ def test_strict_policy_drops_clips_with_test_classes():
         run_condition(data, cond, enc, CFG, clip_policy="loose")
 
 
+def test_strict_policy_that_empties_the_validation_split_says_so():
+    data, enc = make_data(120)
+    y = data.labels.copy()
+    y[data.splits == "validation", 0] = 1  # every validation clip holds the test class
+    held = TaggingData(data.embeddings, y, data.splits, CLASSES, CLASSES)
+    cond = Condition("t", tuple(CLASSES[1:]), tuple(CLASSES[:1]))
+    with pytest.raises(DataError, match="strict' removed every validation clip.*clip_policy='paper'"):
+        run_condition(held, cond, enc, CFG, clip_policy="strict")
+
+
 def test_without_a_validation_split_the_last_epoch_is_kept():
     data, enc = make_data(120)
     no_val = TaggingData(data.embeddings, data.labels,
@@ -317,6 +350,24 @@ def test_transfer_to_another_data_set():
     trained = [CLASSES.index(c) for c in strict.classes_]
     expected = int((tr[:, trained].any(1) & ~tr[:, :3].any(1)).sum())
     assert strict.n_train_clips_ == expected < paper.n_train_clips_
+
+
+def test_top1_counts_ties_as_wrong_like_within_group_top1():
+    from zskit.zeroshot_eval import Evaluation
+
+    n = 30
+    y = np.zeros((n, 3), dtype=np.int8)
+    y[np.arange(n), np.arange(n) % 3] = 1
+    data = TaggingData(np.zeros((n, 2), np.float32), y, np.array(["test"] * n), ["a", "b", "c"],
+                       ["a", "b", "c"], groups=["g"] * 3)
+    ev = Evaluation(data, data.rows("test"), {"t": Condition("t", (), ("a", "b", "c"))}, ["s"],
+                    [0])
+    scores = np.zeros((n, 3))
+    scores[y[:, 1] == 1, 1] = 1.0  # the class-"b" clips are right; the others: three-way ties,
+    #                                which an argmax would settle as "a" (right for the "a" clips)
+    ev.scores[("s", 0, "t")] = scores
+    row = ev.top1(["t"]).iloc[0]
+    assert row["top-1"] == pytest.approx(1 / 3) == row["within-group top-1"]
 
 
 def test_top1_takes_the_known_positive_under_partial_labels():
@@ -382,6 +433,8 @@ def test_paper_conditions_for_the_real_data_sets():
     inst, mic, every = paper_conditions("openmic", audioset, eval_data=om)
     assert (inst.name, mic.name, every.name) == ("C\\C_inst", "C\\C_MIC", "C")
     assert len(every.train) == 527 and every.test == OPENMIC_CLASSES
+    assert inst.zero_shot and mic.zero_shot and not every.zero_shot
+    assert mid["Violin, fiddle"] in every.keep and mid["Harp"] not in every.keep
     assert mid["Violin, fiddle"] not in mic.train and mid["Harp"] in mic.train
     assert mid["Harp"] not in inst.train and mid["Musical instrument"] not in inst.train
     assert mid["Dog"] in inst.train and set(inst.train) < set(mic.train)
@@ -411,6 +464,9 @@ def test_errors(run):
         evaluate(data, [supervised_condition(data)] * 2, {"t": enc}, CFG)
     with pytest.raises(Exception, match="same clips"):
         TaggingData(data.embeddings[:5], data.labels, data.splits, CLASSES, CLASSES)
+    repeated = CLASSES[:3] + ["strings0"] + CLASSES[4:]
+    with pytest.raises(DataError, match=r"class ids \['strings0'\] appear more than once"):
+        TaggingData(data.embeddings, data.labels, data.splits, repeated, CLASSES)
 
 
 class _ClipStats(torch.nn.Module):

@@ -13,6 +13,7 @@ before any evaluation on the synthetic corpus and are not tuned on it).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["LabelEncoder", "LabelMatchingConfig", "LabelMatchingScorer", "label_transfer_weights"]
+
+log = logging.getLogger(__name__)
 
 
 class LabelEncoder(Protocol):
@@ -58,7 +61,12 @@ def _unit_rows(x: np.ndarray) -> np.ndarray:
 def label_transfer_weights(
     target_emb: np.ndarray, source_emb: np.ndarray, top_k: int = 5, temperature: float = 0.05
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(weights (C, S), cosine similarity (C, S))``; each weight row sums to 1 over its top_k."""
+    """``(weights (C, S), cosine similarity (C, S))``; each weight row sums to 1 over its top_k.
+
+    A target with a zero embedding (a word-vector encoder's ``on_unknown="zero"`` for a name with
+    no known word) is equally far from every source: its row of weights is all zero rather than
+    top_k arbitrary sources, so it scores 0 on every clip.
+    """
     t, s = _unit_rows(target_emb), _unit_rows(source_emb)
     if t.shape[1] != s.shape[1]:
         raise ConfigError(
@@ -73,6 +81,7 @@ def label_transfer_weights(
     w_top /= w_top.sum(axis=1, keepdims=True)
     weights = np.zeros_like(sim)
     np.put_along_axis(weights, top, w_top, axis=1)
+    weights[~t.any(axis=1)] = 0.0
     return weights, sim
 
 
@@ -101,6 +110,11 @@ class LabelMatchingScorer:
             self.cfg.top_k,
             self.cfg.temperature,
         )
+        unknown = [n for n, w in zip(self.class_names, self.weights_) if not w.any()]
+        if unknown:
+            log.warning("the label encoder knows no word of %d target classes (%s); they get no "
+                        "source class and score 0: rename them with words the encoder knows",
+                        len(unknown), ", ".join(unknown[:10]))
 
     def score(self, source_scores: np.ndarray) -> np.ndarray:
         """``(n_clips, n_source)`` source-class scores -> ``(n_clips, n_target)`` scores."""

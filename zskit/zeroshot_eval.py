@@ -40,6 +40,7 @@ from zskit.errors import ConfigError, DataError
 from zskit.metrics import (
     average_precision_per_class,
     random_average_precision,
+    top1_accuracy,
     top1_accuracy_by_group,
     within_group_top1,
 )
@@ -142,6 +143,10 @@ class TaggingData:
             raise DataError(f"mask has shape {np.shape(self.mask)}, labels {(n, c)}.")
         if self.groups is not None and len(self.groups) != c:
             raise DataError(f"groups names {len(self.groups)} categories for {c} classes.")
+        repeated = sorted({k for k in self.classes if self.classes.count(k) > 1})
+        if repeated:  # index() could only ever reach the last column of each
+            raise DataError(f"class ids {repeated[:10]} appear more than once; give every label "
+                            "column its own id (merge or rename the repeated columns).")
 
     @classmethod
     def from_corpus(cls, corpus: Any, embeddings: np.ndarray, *, use_mask: bool = False,
@@ -196,10 +201,22 @@ class Condition:
     train: tuple[str, ...]  # class ids of the training data
     test: tuple[str, ...]  # class ids of the evaluated data
     kind: str = "zero-shot"  # a label to group conditions by: fold, near, distant, openmic, ...
+    keep: tuple[str, ...] = ()  # training classes never held out for model selection
+    unseen: bool | None = None  # are the test classes unseen in training? None: compare class ids
+
+    def __post_init__(self) -> None:
+        stray = sorted(set(self.keep) - set(self.train))
+        if stray:
+            raise ConfigError(f"condition {self.name!r}: keep names {stray[:5]}, which are not "
+                              "training classes; keep only classes of `train`.")
 
     @property
     def zero_shot(self) -> bool:
-        """True when no test class is a training class."""
+        """True when the test classes are unseen in training: ``unseen`` when set (test classes
+        of another data set have other ids, so only the condition's maker knows), else no test
+        class id is a training class id."""
+        if self.unseen is not None:
+            return self.unseen
         return not set(self.train) & set(self.test)
 
 
@@ -267,15 +284,24 @@ def openmic_conditions(data: TaggingData, openmic_classes: Sequence[str], *,
     what is scored (default: the same classes, the synthetic-corpus analogue). ``C\\C_inst`` is
     added only when ``instrument_classes`` is given (on the synthetic corpus every class is an
     instrument, so it has no training class left).
+
+    In "C" the ``openmic_classes`` are trained (``keep``: never held out for model selection,
+    whose exclusion of test classes goes by name, and OpenMIC's names are not AudioSet's), so
+    it is not zero-shot; the other two conditions are.
     """
     from zskit.data.splits import openmic_condition
 
     test = tuple(openmic_classes if test_classes is None else test_classes)
     names = ["C\\C_MIC", "C"] if instrument_classes is None else ["C\\C_inst", "C\\C_MIC", "C"]
-    return [Condition(name, tuple(openmic_condition(name, data.classes,
-                                                    openmic_classes=openmic_classes,
-                                                    instrument_classes=instrument_classes)),
-                      test, kind="openmic") for name in names]
+    conditions = []
+    for name in names:
+        train = tuple(openmic_condition(name, data.classes, openmic_classes=openmic_classes,
+                                        instrument_classes=instrument_classes))
+        trained = set(train)
+        conditions.append(Condition(name, train, test, kind="openmic",
+                                    keep=tuple(c for c in openmic_classes if c in trained),
+                                    unseen=name != "C"))
+    return conditions
 
 
 def paper_conditions(dataset: str, data: TaggingData, *, folds: np.ndarray | None = None,
@@ -314,7 +340,7 @@ def paper_conditions(dataset: str, data: TaggingData, *, folds: np.ndarray | Non
     overlap = set(read_overlap_list(dataset)["mid"])
     if dataset == "esc50":
         return [Condition("ESC-50", tuple(c for c in data.classes if c not in overlap),
-                          tuple(eval_data.classes), kind="transfer")]
+                          tuple(eval_data.classes), kind="transfer", unseen=True)]
     ontology = load_ontology()
     instruments = ontology.descendants(MUSICAL_INSTRUMENT) | {MUSICAL_INSTRUMENT}
     return openmic_conditions(data, [c for c in data.classes if c in overlap],
@@ -408,7 +434,8 @@ def run_condition(data: TaggingData, condition: Condition, label_encoder: Any,
     """Train on ``condition.train`` and score ``condition.test``: ``(tagger, eval rows, logits)``.
 
     ``eval_data`` (default ``data``) holds the test classes and clips; its ``eval_split`` rows are
-    scored (None: all rows, e.g. all of ESC-50). Selection classes are never test classes.
+    scored (None: all rows, e.g. all of ESC-50). Selection classes are never test classes (by
+    name) nor ``condition.keep`` classes.
     """
     if clip_policy not in CLIP_POLICIES:
         raise ConfigError(f"clip_policy={clip_policy!r} is unknown; use one of {CLIP_POLICIES}.")
@@ -426,6 +453,11 @@ def run_condition(data: TaggingData, condition: Condition, label_encoder: Any,
         held = [j for j in candidates if data.classes[j] not in trained]
         for s, r in rows.items():
             keep = ~_known_positive(data.labels[r][:, held], None).any(axis=1)
+            if not keep.any():
+                raise DataError(f"clip_policy='strict' removed every {s} clip of condition "
+                                f"{condition.name!r}: each of the {len(r)} holds a class left out "
+                                "of training. Use clip_policy='paper' (keeps them, without those "
+                                "labels) or a split with clips free of the held-out classes.")
             rows[s] = r[keep]
     tr, va = rows["train"], rows.get("validation")
 
@@ -436,9 +468,10 @@ def run_condition(data: TaggingData, condition: Condition, label_encoder: Any,
     test_names = [target.names[j] for j in test_cols]
     selection = []  # none when every training class is tested (the supervised upper bound)
     if va is not None and set(names) - set(test_names):
+        kept = [data.names[j] for j in data.index(condition.keep)]
         selection = choose_selection_classes(
             names, sub(data.labels, va), sub(data.mask, va), config.selection_fraction,
-            config.seed, exclude=test_names)
+            config.seed, exclude=test_names + kept)
     val = {} if va is None else {"X_val": data.embeddings[va], "Y_val": sub(data.labels, va),
                                  "mask_val": sub(data.mask, va)}
     tagger = ZeroShotTagger(label_encoder, config).fit(
@@ -621,7 +654,7 @@ class Evaluation:
         Per (label space, condition), seed-mean: ``top-1`` (argmax over all the condition's test
         classes; chance 1/k) and ``within-group top-1`` (argmax over the test classes of the
         clip's parent category, for categories with at least two; paper 1's 10-way ESC-50
-        figure). ``by_group=True`` gives the within-group accuracy of each parent category.
+        figure). Both count a tie for the top as wrong (:func:`zskit.metrics.top1_accuracy`). ``by_group=True`` gives the within-group accuracy of each parent category.
         """
         conditions = list(self.conditions) if conditions is None else self._check(conditions)
         rows = []
@@ -648,7 +681,7 @@ class Evaluation:
                                      "top-1": float(np.mean([p[g] for p in per])),
                                      "chance": 1.0 / sizes[g]})
                     continue
-                acc = [float((r.argmax(axis=1) == truth).mean()) for r in runs]
+                acc = [top1_accuracy(truth, r) for r in runs]
                 within = [within_group_top1(truth[multi], r[multi], groups) for r in runs]
                 rows.append({
                     "label space": space, "condition": name, "clips": len(single),

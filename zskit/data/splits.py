@@ -106,7 +106,9 @@ def class_folds(labels: np.ndarray, n_folds: int = 5, *, classes: Sequence[str] 
     """Fold of each class (column) for zero-shot cross-validation over classes (paper 1).
 
     Classes are visited by descending tag count (ties: column order); each goes to the fold with
-    the fewest tags so far (ties: the lower fold). ``always_train`` classes (names from ``classes``
+    the fewest tags so far (ties: the fold with fewer classes, then the lower fold). A class with
+    no tag adds no load, so it goes to the fold with the fewest classes (ties: fewest tags, then
+    the lower fold): such classes are dealt round the folds instead of all landing in the lightest. ``always_train`` classes (names from ``classes``
     or column indices; Speech and Music on AudioSet, :data:`AUDIOSET_ALWAYS_TRAIN`) get fold -1:
     they are never tested. Tags are positives, counted where ``mask`` is set.
     """
@@ -123,10 +125,13 @@ def class_folds(labels: np.ndarray, n_folds: int = 5, *, classes: Sequence[str] 
                           f"n_folds={n_folds}; lower n_folds.")
     folds = np.full(len(counts), -1, dtype=np.int64)
     load = np.zeros(n_folds, dtype=np.int64)
+    size = np.zeros(n_folds, dtype=np.int64)
     for c in sorted(candidates, key=lambda j: (-counts[j], j)):
-        f = int(np.argmin(load))  # argmin returns the first (lowest) fold among ties
+        keys = (size, load) if counts[c] else (load, size)  # np.lexsort: the last key first
+        f = int(np.lexsort((np.arange(n_folds), *keys))[0])
         folds[c] = f
         load[f] += counts[c]
+        size[f] += 1
     return folds
 
 

@@ -60,4 +60,7 @@ class ProjectionHead(nn.Module):
         if x.ndim != 2 or x.shape[1] != self.in_dim:
             raise ConfigError(f"ProjectionHead expects (batch, {self.in_dim}) embeddings, got "
                               f"{tuple(x.shape)}; embed the audio with the encoder it was built for.")
+        if self.training and isinstance(self.norm, nn.BatchNorm1d) and x.shape[0] < 2:
+            raise ConfigError("input_norm='batchnorm' cannot train on a batch of one clip; drop "
+                              "such a last batch (TrainConfig.drop_last) or use 'layernorm'.")
         return self.out(self.dropout(self.act(self.hidden(self.norm(x)))))

@@ -204,6 +204,10 @@ class ZeroShotTagger:
         if has_val and (xv.shape[1] != x.shape[1] or yv.shape != (xv.shape[0], len(classes))):
             raise ConfigError(f"validation data must be X_val (n, {x.shape[1]}) and Y_val "
                               f"(n, {len(classes)}); got {tuple(xv.shape)} and {tuple(yv.shape)}.")
+        if mv is not None and (not has_val or mv.shape != yv.shape):
+            raise ConfigError(f"mask_val must mark the known entries of Y_val, shape "
+                              f"{None if yv is None else tuple(yv.shape)}; got {tuple(mv.shape)}"
+                              + ("" if has_val else " without X_val and Y_val") + ".")
 
         if not has_val:
             selection = []
@@ -230,6 +234,11 @@ class ZeroShotTagger:
             raise DataError(f"no training clip has a positive label among {len(train_names)} "
                             "training classes; check the labels, or set drop_unlabelled=False.")
         train_data = (x[rows], y_tr[rows]) + (() if m_tr is None else (m_tr[rows],))
+        n_train = int(rows.sum())
+        batchnorm = cfg.projection.input_norm == "batchnorm"
+        if batchnorm and n_train < 2:
+            raise ConfigError(f"input_norm='batchnorm' needs at least 2 training clips per batch, "
+                              f"but {n_train} is left; use input_norm='layernorm' or more clips.")
 
         torch.manual_seed(cfg.seed)
         head = ProjectionHead(x.shape[1], self.label_embeddings(classes[:1]).shape[1],
@@ -256,7 +265,8 @@ class ZeroShotTagger:
             lr=cfg.lr, optimizer="adamw", weight_decay=cfg.weight_decay, batch_size=cfg.batch_size,
             max_epochs=cfg.epochs, seed=cfg.seed, device=cfg.device, amp="off", monitor=monitor,
             mode="max" if has_val else "min", select="best" if has_val else "last",
-            progress=False)
+            # BatchNorm cannot normalise a batch of one clip: drop such a last batch
+            drop_last=batchnorm and n_train % cfg.batch_size == 1, progress=False)
         result = fit(model, train_data, val_data=val_data, config=train_cfg, metric_fn=metric_fn)
         self.head_ = head.cpu().eval()
         self.in_dim_ = int(x.shape[1])
@@ -264,7 +274,7 @@ class ZeroShotTagger:
         self.selection_classes_ = list(selection)
         self.history_: pd.DataFrame = result.history
         self.best_epoch_ = result.best_epoch if has_val else len(result.history)
-        self.n_train_clips_ = int(rows.sum())
+        self.n_train_clips_ = n_train
         return self
 
     # -- scoring ---------------------------------------------------------------------------------
