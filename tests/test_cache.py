@@ -423,3 +423,77 @@ def test_merge_names_a_missing_shard_and_the_shared_folder_it_needs(clips, tmp_p
         cache._merge(shards, DistInfo(0, 2))
     assert "rows 8-12" in str(err.value), f"the message should name the shard: {err.value}"
     assert not cache.complete, "a failed merge must not mark the cache complete"
+
+
+# -- two processes filling one cache (the lock itself: tests/test_robustness_races.py) ----------
+
+
+def _assert_reference(embeddings, clips) -> None:
+    np.testing.assert_allclose(embeddings, _direct(StatsEncoder(), clips)[0], rtol=1e-5, atol=1e-7)
+
+
+def _two_caches(clips, tmp_path):
+    kw = {"cache_dir": tmp_path, "batch_size": 2, "shard_size": 4, "progress": False,
+          "device": "cpu"}
+    first, second = EmbeddingCache(StatsEncoder(), clips, **kw), EmbeddingCache(StatsEncoder(),
+                                                                                  clips, **kw)
+    assert first.directory == second.directory, "same encoder and files must share one cache"
+    return first, second
+
+
+def test_a_cache_another_process_completed_meanwhile_is_used_as_it_is(clips, tmp_path,
+                                                                      monkeypatch):
+    """B has embedded every shard; A (started later) finds them, merges and deletes them; then
+    B merges. B must return the complete cache, not complain about missing shards."""
+    a, b = _two_caches(clips, tmp_path)
+    merge = EmbeddingCache._merge
+
+    def a_finishes_first(self, shards, dist):
+        if self is b:
+            a.compute()
+            assert a.complete and not list(a.directory.glob("emb_*.npy"))
+        return merge(self, shards, dist)
+
+    monkeypatch.setattr(EmbeddingCache, "_merge", a_finishes_first)
+    assert b.compute().complete
+    _assert_reference(b.embeddings, clips)
+
+
+def test_rows_embedded_after_another_process_merged_are_not_left_behind(clips, tmp_path):
+    a, b = _two_caches(clips, tmp_path)
+    b.encoder.on_call = lambda: a.complete or a.compute()  # A completes as B starts embedding
+    b.compute()
+    assert b.encoder.calls == 6, "B should have embedded its shards (it started first)"
+    assert _visible(b.directory) == {"key.json", "embeddings.npy", "complete.json"}, sorted(
+        b.directory.iterdir())
+    _assert_reference(b.embeddings, clips)
+
+
+@pytest.mark.parametrize("rival", ["merges", "deletes"])
+def test_shards_vanishing_while_they_are_merged(clips, tmp_path, monkeypatch, rival):
+    """A process that takes no lock (an older zskit, a file system without locks) merges and
+    deletes the shards, or a user deletes one, while this process streams them."""
+    cache, other = _two_caches(clips, tmp_path)
+    shards = [(0, 4), (4, 8), (8, 12)]
+    cache.directory.mkdir(parents=True)
+    cache._embed_shards(shards, owned_rows=12, progress=False)
+    asked = []
+
+    def path_then_rival(kind, shard):
+        asked.append(shard)
+        if asked.count(shards[-1]) == 2:  # the merge is about to read the last shard
+            if rival == "merges":
+                other._merge_shards(shards, DistInfo())
+            else:
+                EmbeddingCache._shard_path(cache, kind, shard).unlink()
+        return EmbeddingCache._shard_path(cache, kind, shard)
+
+    monkeypatch.setattr(cache, "_shard_path", path_then_rival)
+    if rival == "deletes":
+        with pytest.raises(DataError, match="vanished"):
+            cache._merge(shards, DistInfo())
+        assert not cache.complete
+        return
+    cache._merge(shards, DistInfo())
+    assert cache.complete
+    _assert_reference(cache.embeddings, clips)

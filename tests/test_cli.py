@@ -138,6 +138,31 @@ def test_run_default_out_is_a_new_run_folder(fixture_notebooks, tmp_path, monkey
     assert str(run_dir / "01_ok" / "01_ok.ipynb") in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("out", ["afile", "afile/sub"], ids=["a file", "below a file"])
+def test_run_into_an_unusable_out_folder_is_an_error_without_traceback(
+        fixture_notebooks, tmp_path, capsys, out):
+    (tmp_path / "afile").touch()
+    assert main(["run", "01", "--out", str(tmp_path / out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("zskit: error:") and "afile" in err and "--out" in err, err
+    assert "Traceback" not in err
+
+
+def test_run_with_out_dir_as_a_parameter_writes_there(fixture_notebooks, tmp_path, monkeypatch,
+                                                     capsys):
+    import papermill
+
+    executed = []
+    monkeypatch.setattr(papermill, "execute_notebook", lambda src, dst, **kw: executed.append(dst))
+    monkeypatch.setattr(runner, "default_runs_dir", lambda: tmp_path / "runs")
+    main(["run", "01", "-p", "out_dir", str(tmp_path / "wanted")])
+    assert executed == [str(tmp_path / "wanted" / "01_ok.ipynb")], executed
+    capsys.readouterr()
+    assert main(["run", "--help"]) == 0
+    help_text = " ".join(capsys.readouterr().out.split())  # as wrapped for any terminal width
+    assert "-p out_dir" in help_text, "the help should say that -p out_dir works"
+
+
 def test_run_failing_notebook_returns_1(fixture_notebooks, tmp_path, capsys):
     assert main(["run", "02", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err

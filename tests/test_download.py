@@ -6,9 +6,11 @@ import hashlib
 import io
 import os
 import socket
+import stat
 import tarfile
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -41,6 +43,7 @@ class Behaviour:
     ignore_range: bool = False
     corrupt: bool = False
     requests: list[tuple[str, str | None]] = field(default_factory=list)
+    on_get: Callable[[], None] | None = None  # run (once) before answering the next request
 
 
 class Server:
@@ -55,6 +58,9 @@ class Server:
             def do_GET(self) -> None:
                 rng = self.headers.get("Range")
                 behaviour.requests.append((self.path, rng))
+                if behaviour.on_get is not None:
+                    hook, behaviour.on_get = behaviour.on_get, None
+                    hook()
                 body = behaviour.files.get(self.path)
                 if body is None:
                     self.send_error(404)
@@ -206,7 +212,53 @@ def test_corrupted_download_rejected(server, tmp_path):
     for needle in (server.url(), SHA, actual):
         assert needle in msg, f"{needle!r} missing from: {msg}"
     assert isinstance(info.value, DataError)
-    assert list(tmp_path.iterdir()) == [], f"nothing may be kept: {list(tmp_path.iterdir())}"
+    kept = [p.name for p in tmp_path.iterdir()]
+    assert kept == ["data.bin.lock"], f"nothing but the (empty) lock file may be kept: {kept}"
+
+
+def test_part_that_another_writer_extended_is_not_kept(server, tmp_path):
+    """A .part that grew beyond what the server sent (another process appending to it) is deleted
+    and fetched again, even for a file without a checksum that would have caught it."""
+    part = tmp_path / "data.bin.part"
+    part.write_bytes(PAYLOAD[:1000])  # left by an interrupted download
+
+    def other_writer() -> None:
+        with open(part, "ab") as f:
+            f.write(PAYLOAD[1000:5000])
+
+    server.behaviour.on_get = other_writer
+    out = download(server.url(), tmp_path, progress=False, timeout=5)
+    assert out.read_bytes() == PAYLOAD, f"cached file has {out.stat().st_size} bytes"
+    assert [r for _, r in server.behaviour.requests] == ["bytes=1000-", None]
+
+
+def test_stale_part_that_fails_the_checksum_is_fetched_again_from_zero(server, tmp_path):
+    """A .part of an older upstream version (or a bad chunk) is resumed; when the result fails the
+    checksum, the same URL is tried once more from zero before giving up."""
+    (tmp_path / "data.bin.part").write_bytes(bytes(reversed(PAYLOAD[:50_000])))
+    assert _get(server.url(), tmp_path, retries=1).read_bytes() == PAYLOAD
+    assert [r for _, r in server.behaviour.requests] == ["bytes=50000-", None]
+
+    server.behaviour.requests.clear()
+    server.behaviour.corrupt = True  # a truly bad server still fails, after one fresh try
+    (tmp_path / "data.bin").unlink()
+    (tmp_path / "data.bin.part").write_bytes(bytes([PAYLOAD[0] ^ 0xFF]) + PAYLOAD[1:50_000])
+    with pytest.raises(ChecksumError, match="deleted"):
+        _get(server.url(), tmp_path, retries=1)
+    assert [r for _, r in server.behaviour.requests] == ["bytes=50000-", None]
+    assert not (tmp_path / "data.bin.part").exists()
+
+
+def test_verified_file_in_a_read_only_cache_is_used(server, tmp_path, monkeypatch):
+    (tmp_path / "data.bin").write_bytes(PAYLOAD)  # put there by an admin, without a sidecar
+
+    def read_only(path, *args, **kwargs):
+        raise OSError(30, "Read-only file system", str(path))
+
+    monkeypatch.setattr(dl, "write_json", read_only)
+    monkeypatch.setattr(dl, "FileLock", None, raising=False)  # a lock there would fail too
+    assert _get(server.url(), tmp_path) == tmp_path / "data.bin"
+    assert server.behaviour.requests == [], "a present, valid file must not be fetched"
 
 
 def test_present_file_not_downloaded_again(server, tmp_path, monkeypatch):
@@ -309,6 +361,22 @@ def test_good_archives_extract_once(tmp_path, monkeypatch, kind):
     assert leftovers == [], leftovers
 
 
+def test_extracted_folder_follows_the_umask(tmp_path):
+    archive = _zip(tmp_path / "d.zip", GOOD)
+    old = os.umask(0o022)
+    try:
+        dest = extract(archive, tmp_path / "d")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(dest.stat().st_mode)
+    assert mode == 0o755, f"extracted folder has mode {oct(mode)}; others could not read it"
+
+
+def _leftovers(folder: Path) -> list[str]:
+    """What a failed extraction left in ``folder``, but for the (empty) lock file beside dest."""
+    return sorted(name for name in os.listdir(folder) if not name.endswith(".lock"))
+
+
 def _unsafe_zip(tmp_path: Path, name: str) -> Path:
     return _zip(tmp_path / "bad.zip", {"ok.txt": b"fine", name: b"evil"})
 
@@ -321,7 +389,7 @@ def test_malicious_zip(tmp_path, name):
     with pytest.raises(UnsafeArchiveError) as info:
         extract(archive, work / "out")
     assert name in str(info.value), f"message should name the member: {info.value}"
-    assert sorted(os.listdir(work)) == [], f"nothing may remain: {os.listdir(work)}"
+    assert _leftovers(work) == [], f"nothing may remain: {os.listdir(work)}"
     assert not (tmp_path / "evil.txt").exists()
 
 
@@ -333,7 +401,7 @@ def test_malicious_tar_absolute(tmp_path):
     with pytest.raises(UnsafeArchiveError, match="abs.txt"):
         extract(archive, tmp_path / "work" / "out")
     assert not target.exists()
-    assert os.listdir(tmp_path / "work") == []
+    assert _leftovers(tmp_path / "work") == []
 
 
 @pytest.mark.parametrize(
@@ -360,7 +428,7 @@ def test_malicious_tar_symlink(tmp_path, monkeypatch, members, stdlib_filter):
     with pytest.raises(UnsafeArchiveError, match="links to"):
         extract(archive, work / "out")
     assert os.listdir(outside) == [], f"written outside dest: {os.listdir(outside)}"
-    assert os.listdir(work) == [], f"temporary folder left behind: {os.listdir(work)}"
+    assert _leftovers(work) == [], f"temporary folder left behind: {os.listdir(work)}"
 
 
 def test_extract_refuses_foreign_or_damaged(tmp_path):

@@ -94,6 +94,17 @@ def test_read_manifest_names_the_missing_column_and_file(tmp_path):
         mf.read_manifest(tmp_path / "m.txt")
 
 
+@pytest.mark.parametrize("name, data", [
+    ("empty.csv", b""),
+    ("garbled.csv", b'clip_id,path,split,labels\n0,"a.wav,train,a\n1,b.wav,train,a,x,y\n'),
+    ("truncated.parquet", b"PAR1 truncated"),
+])
+def test_damaged_manifest_is_a_data_error_that_says_to_regenerate_it(tmp_path, name, data):
+    (tmp_path / name).write_bytes(data)
+    with pytest.raises(DataError, match=rf"{name}.*Regenerate"):
+        mf.read_manifest(tmp_path / name)
+
+
 def test_json_helpers(tmp_path):
     path = mf.write_json(tmp_path / "x.json", {"a": [1, 2]})
     assert mf.read_json(path) == {"a": [1, 2]}, "JSON round trip"

@@ -296,6 +296,26 @@ def test_run_notebook_unknown_parameter_fails_before_running(fixtures_dir, tmp_p
     assert not (tmp_path / "01_ok.ipynb").exists(), "nothing may run when a parameter is unknown"
 
 
+def test_out_dir_given_as_a_parameter_is_used(fixtures_dir, tmp_path, monkeypatch):
+    import papermill
+
+    executed = []
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda src, dst, parameters, **kw: executed.append((dst, parameters)))
+    monkeypatch.setattr(runner, "default_runs_dir", lambda: tmp_path / "runs")
+    wanted = tmp_path / "wanted"
+    nb = fixtures_dir / "01_ok.ipynb"
+    run = runner.run_notebook(nb, parameters={"out_dir": str(wanted)}, progress=False)
+    assert run.out_dir == wanted, f"-p out_dir {wanted} was replaced by {run.out_dir}"
+    assert executed == [(str(wanted / "01_ok.ipynb"), {"out_dir": str(wanted)})], executed
+    assert not (tmp_path / "runs").exists(), "no run folder may be made when out_dir is given"
+
+    runner.run_notebook(nb, wanted, parameters={"out_dir": str(wanted)}, progress=False)
+    with pytest.raises(ConfigError, match="given twice"):
+        runner.run_notebook(nb, tmp_path / "other", parameters={"out_dir": str(wanted)})
+    assert len(executed) == 2 and not (tmp_path / "other").exists()
+
+
 def test_run_notebook_needs_out_dir_parameter(fixtures_dir, tmp_path):
     with pytest.raises(NotebookError, match="03_malformed.ipynb declares no out_dir"):
         runner.run_notebook(fixtures_dir / "03_malformed.ipynb", tmp_path, progress=False)

@@ -11,12 +11,13 @@ import torch
 from torch.nn import functional as F
 
 from zskit.audio import LogMel, LogMelConfig, pad_batch
-from zskit.data.download import ChecksumError
+from zskit.data.download import ChecksumError, RemoteFile, cache_dir
 from zskit.encoders import PretrainedCfg, create_audio_encoder, encoder_spec, list_audio_encoders
 from zskit.encoders.audio.vggish import (
     VGGISH_PRETRAINED,
     Vggish,
     VggishConfig,
+    _fetch,
     check_sha256_prefix,
     load_vggish_weights,
 )
@@ -244,3 +245,20 @@ def test_pretrained_build_downloads_checks_hash_prefix_and_loads(http_dir):
         create_audio_encoder("vggish", pretrained=bad, **fields)
     with pytest.raises(ChecksumError, match="delete"):
         check_sha256_prefix(root / "p.pth", "ffffffff")
+
+
+def test_a_cached_file_failing_its_hash_prefix_is_replaced_or_deleted(http_dir):
+    """A bad copy in the cache (a truncated download, a broken proxy) is deleted and fetched once
+    more; if the server still sends a bad one, that is deleted too, so a later call starts over."""
+    root, base = http_dir
+    good = b"pretend weights " * 1000
+    prefix = hashlib.sha256(good).hexdigest()[:8]
+    (root / "vggish.pth").write_bytes(good[:5000])
+    remote = RemoteFile(f"{base}/vggish.pth")
+    with pytest.raises(ChecksumError, match="deleted"):
+        _fetch(remote, prefix)
+    assert sorted(p.name for p in cache_dir().iterdir()) == ["vggish.pth.lock"], "bad copy kept"
+
+    (cache_dir() / "vggish.pth").write_bytes(good[:5000])  # left there by an older zskit
+    (root / "vggish.pth").write_bytes(good)  # the server is fixed
+    assert _fetch(remote, prefix).read_bytes() == good

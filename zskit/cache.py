@@ -11,6 +11,7 @@ Layout of one cache, ``cache_dir / <encoder name> / <key>/``::
     embeddings.npy                  all rows (N, D), merged once every shard exists
     logits.npy                      (N, C) with ``store_logits=True``
     complete.json                   the completion marker, written last
+    .merge.lock                     held while a process merges (concurrent runs take turns)
 
 Every file is written under a temporary name (``.<name>.<pid>.<random>.tmp``) and moved into
 place with ``os.replace`` (``zskit.fileio.atomic_write``), so a visible file is always complete.
@@ -51,6 +52,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from filelock import FileLock
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -78,6 +80,7 @@ CACHE_FORMAT_VERSION = 1  # bump when the layout or the meaning of a key part ch
 SHARD_SIZE = 256  # clips per shard
 KEY_FILE, COMPLETE_FILE = "key.json", "complete.json"
 EMBEDDINGS_FILE, LOGITS_FILE = "embeddings.npy", "logits.npy"
+MERGE_LOCK = ".merge.lock"  # held while one process merges, so two never merge the same cache
 
 
 def state_dict_digest(module: nn.Module) -> str:
@@ -442,6 +445,15 @@ class EmbeddingCache:
         Plain appends after a ``.npy`` header rather than writes into a memmap: a memmap keeps every
         written page resident in this process, so its RSS would grow with N.
         """
+        if not self.complete:  # else another process (a second notebook, say) merged meanwhile
+            with FileLock(str(self.directory / MERGE_LOCK)):
+                if not self.complete:  # checked again: it may have merged while this one waited
+                    self._merge_shards(shards, dist)
+                    return
+        self._drop_shards()  # rows this process embedded after the other one had merged
+
+    def _merge_shards(self, shards: list[tuple[int, int]], dist: DistInfo) -> None:
+        """:meth:`_merge` once its lock is held."""
         absent = [s for s in shards if not self._shard_done(s)]
         if absent:
             where = (f"the other {dist.world_size - 1} ranks wrote them where this one cannot "
@@ -452,24 +464,37 @@ class EmbeddingCache:
                             f"{where}.")
         outputs = [("emb", EMBEDDINGS_FILE)] + ([("logits", LOGITS_FILE)] if self.store_logits
                                                 else [])
-        for kind, filename in outputs:
-            width = np.load(self._shard_path(kind, shards[0]), mmap_mode="r").shape[1]
-            header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
-                      "fortran_order": False, "shape": (len(self), width)}
-            with atomic_write(self.directory / filename) as f:
-                np.lib.format.write_array_header_1_0(f, header)
-                for shard in shards:
-                    path = self._shard_path(kind, shard)
-                    part = np.load(path, mmap_mode="r")
-                    if part.shape != (shard[1] - shard[0], width):
-                        raise DataError(f"shard {path} holds {part.shape}, expected "
-                                        f"{(shard[1] - shard[0], width)}; delete it and run "
-                                        "again.")
-                    f.write(np.ascontiguousarray(part, dtype="<f4").data)
-                    del part
+        try:
+            for kind, filename in outputs:
+                self._merge_output(shards, kind, filename)
+        except FileNotFoundError as err:  # a process that took no lock merged and cleaned up
+            if self.complete:
+                return
+            raise DataError(f"{err.filename} vanished while the shards were merged; is another "
+                            f"program deleting files in {self.directory}? Run again.") from None
         write_json(self.directory / COMPLETE_FILE, {"rows": len(self), "key": self.key,
                                                     "files": [f for _, f in outputs]})
-        for pattern in ("emb_*.npy", "logits_*.npy"):  # includes shards of other shard sizes
+        self._drop_shards()
+
+    def _merge_output(self, shards: list[tuple[int, int]], kind: str, filename: str) -> None:
+        """Stream the ``kind`` shards into ``filename`` (a ``.npy`` of all rows)."""
+        width = np.load(self._shard_path(kind, shards[0]), mmap_mode="r").shape[1]
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
+                  "fortran_order": False, "shape": (len(self), width)}
+        with atomic_write(self.directory / filename) as f:
+            np.lib.format.write_array_header_1_0(f, header)
+            for shard in shards:
+                path = self._shard_path(kind, shard)
+                part = np.load(path, mmap_mode="r")
+                if part.shape != (shard[1] - shard[0], width):
+                    raise DataError(f"shard {path} holds {part.shape}, expected "
+                                    f"{(shard[1] - shard[0], width)}; delete it and run again.")
+                f.write(np.ascontiguousarray(part, dtype="<f4").data)
+                del part
+
+    def _drop_shards(self) -> None:
+        """Delete the shard files, merged now (including shards of other shard sizes)."""
+        for pattern in ("emb_*.npy", "logits_*.npy"):
             for path in self.directory.glob(pattern):
                 path.unlink(missing_ok=True)
 

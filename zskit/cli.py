@@ -104,10 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         dest="parameters",
         metavar=("KEY", "VALUE"),
-        help="override a parameter of the notebook (repeatable)",
+        help="override a parameter of the notebook (repeatable); -p out_dir DIR is --out DIR",
     )
     run.add_argument(
-        "--out", type=Path, help="output folder (default: runs/<timestamp>/<notebook>)"
+        "--out",
+        type=Path,
+        help="output folder (default: the -p out_dir value, else runs/<timestamp>/<notebook>)",
     )
     run.add_argument("--smoke", action="store_true", default=None, help="tiny run (smoke=True)")
     run.set_defaults(func=_cmd_run)
@@ -124,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``zskit`` command; return its exit code (2 for a usage or zskit error)."""
+    """Run the ``zskit`` command; return its exit code (2 for a usage, zskit or file error)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -138,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except ZskitError as err:
         print(f"zskit: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # mostly a path given on the command line: a file, missing, read-only
+        print(f"zskit: error: {err}. Check the paths you gave (--out, --runs-dir): each must be "
+              "a folder, or not exist yet, on a disk where you may write.", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("zskit: interrupted", file=sys.stderr)

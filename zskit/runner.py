@@ -363,8 +363,9 @@ def run_notebook(
     """Execute one notebook with papermill into ``out_dir`` and read the metrics it wrote.
 
     ``parameters`` override the notebook's defaults (strings are parsed to the declared types);
-    ``out_dir`` (default: a new ``runs/<timestamp>/<stem>``) and ``smoke`` (unless None) are
-    passed as parameters too. Without ``kernel_name``
+    ``out_dir`` (default: ``parameters["out_dir"]`` when given, else a new
+    ``runs/<timestamp>/<stem>``) and ``smoke`` (unless None) are passed as parameters too.
+    Without ``kernel_name``
     the kernel is ipykernel on the current interpreter. A failing cell gives ``ok=False`` with the
     cell and error, or raises NotebookError when ``raise_on_error``. ``timeout``: seconds per cell.
     """
@@ -385,9 +386,15 @@ def run_notebook(
             "Add them to its cell tagged 'parameters' (zskit.runner.check_notebook lists all "
             "problems)."
         )
+    asked = values.pop("out_dir", None)
     if out_dir is None:
-        out_dir = new_run_dir() / path.stem
+        out_dir = asked if asked is not None else new_run_dir() / path.stem
     out = Path(out_dir).expanduser().resolve()
+    if asked is not None and Path(asked).expanduser().resolve() != out:
+        raise ConfigError(
+            f"out_dir is given twice, as {str(out_dir)!r} and as the parameter out_dir={asked!r}; "
+            "give it once (`zskit run --out DIR` or `-p out_dir DIR`)."
+        )
     executed = out / path.name
     if executed == path.resolve():
         raise NotebookError(

@@ -10,6 +10,10 @@ hand (no sidecar, or a sidecar that no longer matches its size and time) is hash
 :func:`extract` unpacks zip and tar archives (plain, gzip, bzip2, xz) into a temporary sibling
 folder, refusing members that would land outside it, then renames that folder to its final name;
 a marker file inside makes a second call free.
+
+Processes that fetch the same file or extract into the same folder at once (two ``torchrun`` ranks,
+two notebooks) take turns through a lock file beside it (``<name>.lock``); the later one finds the
+finished result and returns it.
 """
 
 from __future__ import annotations
@@ -22,15 +26,18 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from zskit import __version__
@@ -44,6 +51,7 @@ __all__ = [
     "RemoteFile",
     "UnsafeArchiveError",
     "cache_dir",
+    "discard",
     "download",
     "download_and_extract",
     "extract",
@@ -168,9 +176,21 @@ def _sidecar(final: Path) -> Path:
 
 
 def _write_sidecar(final: Path, digests: dict[str, str], url: str) -> None:
+    """Record the digests beside ``final``; a folder that cannot be written (a read-only shared
+    cache) only costs hashing the file again next time."""
     st = final.stat()
     record = {**digests, "size": st.st_size, "mtime_ns": st.st_mtime_ns, "url": url}
-    write_json(_sidecar(final), record, indent=1)
+    try:
+        write_json(_sidecar(final), record, indent=1)
+    except OSError as err:
+        logger.debug("cannot record the digests of %s (%s); it will be hashed again", final, err)
+
+
+def discard(path: str | os.PathLike) -> None:
+    """Delete a downloaded file and its ``.verified`` record (after a check of its own failed)."""
+    path = Path(path)
+    path.unlink(missing_ok=True)
+    _sidecar(path).unlink(missing_ok=True)
 
 
 def _verified_digests(final: Path) -> dict[str, str]:
@@ -193,8 +213,11 @@ def _content_range_total(header: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: int | None) -> None:
-    """One attempt to complete ``part`` from ``url``, resuming it when it already has bytes."""
+def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: int | None) -> bool:
+    """One attempt to complete ``part`` from ``url``, resuming it when it already has bytes.
+
+    Returns whether bytes that ``part`` held before this attempt were kept (it resumed them).
+    """
     offset = part.stat().st_size if part.exists() else 0
     headers = {"User-Agent": _USER_AGENT}
     if offset:
@@ -208,7 +231,7 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: i
             total = _content_range_total(err.headers.get("Content-Range"))
             if total is None or total == offset:
                 logger.info("%s: the partial file is already complete (%d bytes)", part, offset)
-                return
+                return True
             part.unlink()
             raise _Retry(f"partial file ({offset} bytes) is longer than the remote ({total})")
         if err.code in (408, 429) or err.code >= 500:
@@ -234,14 +257,15 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: i
             raise _GiveUp(f"unexpected HTTP status {status}")
         length = response.headers.get("Content-Length")
         expected = int(length) if length is not None and length.isdigit() else None
-        total = _content_range_total(response.headers.get("Content-Range"))
-        if total is None:
-            total = offset + expected if expected is not None else size_hint
+        announced = _content_range_total(response.headers.get("Content-Range"))
+        if announced is None and expected is not None:
+            announced = offset + expected
         received = 0
         with (
             open(part, mode) as f,
-            tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                 desc=part.name[: -len(".part")], disable=not progress, leave=False) as bar,
+            tqdm(total=announced if announced is not None else size_hint, initial=offset,
+                 unit="B", unit_scale=True, unit_divisor=1024, desc=part.name[: -len(".part")],
+                 disable=not progress, leave=False) as bar,
         ):
             try:
                 while chunk := response.read(_CHUNK):
@@ -254,11 +278,70 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: i
         if expected is not None and received < expected:
             raise _Retry(f"connection closed after {offset + received} of {offset + expected} "
                          f"bytes", received > 0)
+    size = part.stat().st_size
+    if announced is not None and size != announced:  # something else wrote to the .part too
+        part.unlink(missing_ok=True)
+        raise _Retry(f"the partial file has {size} bytes, not the {announced} the server sent; "
+                     f"it was deleted", True)
+    return mode == "ab"
+
+
+def _complete_part(url: str, part: Path, *, retries: int, failures: list[str],
+                   **fetch_kwargs) -> bool | None:
+    """Up to ``retries`` attempts to complete ``part`` from ``url``, each resuming the one before.
+
+    Returns whether the last attempt resumed bytes written before it (by an earlier attempt or
+    an earlier call), or None when ``url`` failed (the reasons are added to ``failures``).
+    """
+    for attempt in range(retries):
+        try:
+            return _fetch(url, part, **fetch_kwargs)
+        except _GiveUp as err:
+            failures.append(f"{url}: {err}")
+            return None
+        except _Retry as err:
+            failures.append(f"{url} (attempt {attempt + 1}/{retries}): {err}")
+            logger.warning("download of %s failed: %s", url, err)
+            if attempt + 1 < retries and not err.progressed:
+                time.sleep(_BACKOFF_S * 2**attempt)
+    return None
 
 
 def _manual_hint(remote: RemoteFile, final: Path) -> str:
     return (f"If this machine is offline, fetch {remote.url} elsewhere and put it at {final} "
             f"({remote.checksum_note()}); zskit will verify and use it.")
+
+
+def _usable(remote: RemoteFile, final: Path) -> tuple[bool, str]:
+    """Whether ``final`` is there and verified; if it is there but wrong, a note saying so."""
+    if not final.is_file():
+        return False, ""
+    if remote.sha256 is None and remote.md5 is None:
+        logger.info("%s exists and no checksum was given; using it as it is", final)
+        return True, ""
+    bad = _mismatch(remote, _verified_digests(final))
+    if bad is None:
+        logger.debug("%s is present and verified", final)
+        return True, ""
+    return False, f" (the existing {final} has {bad[0]} {bad[2]}, not {bad[1]})"
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold the inter-process lock ``<path>.lock``, so that only one process writes ``path``."""
+    lock = FileLock(str(path) + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as err:
+        raise DataError(
+            f"Cannot write to {path.parent} ({err}); make it writable, or choose another folder "
+            f"(dest_dir, or the ZSKIT_CACHE environment variable for the download cache)."
+        ) from err
+    try:
+        yield
+    finally:
+        lock.release()
 
 
 def download(
@@ -275,9 +358,11 @@ def download(
     """Fetch a file into ``dest_dir`` (default :func:`cache_dir`), verified; return its path.
 
     ``sha256``/``md5``/``filename`` override those of a :class:`RemoteFile`. ``retries`` is the
-    number of attempts per URL (each resumes the ``.part`` left by the one before); the mirrors
-    are tried after the main URL. Raises :class:`DownloadError` when no URL delivers the file and
-    :class:`ChecksumError` when what arrived has the wrong digest (the bad copy is deleted).
+    number of attempts per URL (each resumes the ``.part`` left by the one before); a resumed
+    file with the wrong digest is fetched once more from zero (its old bytes may be stale); the
+    mirrors are tried after the main URL. Raises :class:`DownloadError` when no URL delivers the
+    file and :class:`ChecksumError` when what arrived has the wrong digest (the bad copy is
+    deleted). Concurrent calls for the same file take turns (see the module docstring).
     """
     if retries < 1:
         raise ConfigError(f"download: retries={retries} must be >= 1 (attempts per URL).")
@@ -290,41 +375,39 @@ def download(
         remote = RemoteFile(str(remote_or_url), sha256=sha256, md5=md5, filename=filename)
     dest = Path(dest_dir).expanduser() if dest_dir is not None else cache_dir()
     final = dest / remote.name
-    part = final.with_name(final.name + ".part")
-
-    stale_note = ""
-    if final.is_file():
-        if remote.sha256 is None and remote.md5 is None:
-            logger.info("%s exists and no checksum was given; using it as it is", final)
+    if _usable(remote, final)[0]:  # checked before locking too: the cache may be read-only
+        return final
+    with _exclusive(final):  # one download per file at a time, even across processes
+        usable, stale_note = _usable(remote, final)  # another process may have fetched it
+        if usable:
             return final
-        bad = _mismatch(remote, _verified_digests(final))
-        if bad is None:
-            logger.debug("%s is present and verified", final)
-            return final
-        stale_note = f" (the existing {final} has {bad[0]} {bad[2]}, not {bad[1]})"
-        logger.warning("%s has the wrong %s; downloading it again%s", final, bad[0], stale_note)
-
-    dest.mkdir(parents=True, exist_ok=True)
-    failures: list[str] = []
-    checksum_error: ChecksumError | None = None
-    for url in remote.urls:
-        for attempt in range(retries):
-            try:
-                _fetch(url, part, timeout=timeout, progress=progress, size_hint=remote.size)
-            except _GiveUp as err:
-                failures.append(f"{url}: {err}")
-                break
-            except _Retry as err:
-                failures.append(f"{url} (attempt {attempt + 1}/{retries}): {err}")
-                logger.warning("download of %s failed: %s", url, err)
-                if attempt + 1 < retries and not err.progressed:
-                    time.sleep(_BACKOFF_S * 2**attempt)
-                continue
-            digests = _file_digests(part)
-            bad = _mismatch(remote, digests)
-            if bad is not None:
+        if stale_note:
+            logger.warning("downloading %s again%s", final, stale_note)
+        part = final.with_name(final.name + ".part")
+        failures: list[str] = []
+        checksum_error: ChecksumError | None = None
+        for url in remote.urls:
+            for from_zero in (False, True):
+                resumed = _complete_part(url, part, retries=retries, failures=failures,
+                                         timeout=timeout, progress=progress,
+                                         size_hint=remote.size)
+                if resumed is None:
+                    break
+                digests = _file_digests(part)
+                bad = _mismatch(remote, digests)
+                if bad is None:
+                    os.replace(part, final)
+                    _write_sidecar(final, digests, url)
+                    if remote.sha256 is None and remote.md5 is None:
+                        logger.warning("%s has no published checksum; its sha256 is %s",
+                                       final, digests["sha256"])
+                    return final
                 part.unlink()
                 algo, expected, actual = bad
+                if resumed and not from_zero:  # the stale bytes may be an older file's
+                    logger.warning("%s, resumed from a partial file, has the wrong %s; "
+                                   "downloading it again from zero", final, algo)
+                    continue
                 checksum_error = ChecksumError(
                     f"{url} delivered a file with {algo} {actual}, but {expected} was expected; "
                     f"the download was deleted. If the file changed upstream, update the "
@@ -333,12 +416,6 @@ def download(
                 )
                 failures.append(f"{url}: {algo} mismatch")
                 break
-            os.replace(part, final)
-            _write_sidecar(final, digests, url)
-            if remote.sha256 is None and remote.md5 is None:
-                logger.warning("%s has no published checksum; its sha256 is %s",
-                               final, digests["sha256"])
-            return final
     if checksum_error is not None:
         raise checksum_error
     kept = f" The partial file {part} is kept and the next call resumes it." if part.exists() else ""
@@ -427,25 +504,23 @@ def _extract_zip(archive: Path, root: Path) -> None:
         zf.extractall(root, members)
 
 
-def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
-    """Unpack a zip or tar(.gz/.bz2/.xz) archive into ``dest_dir`` safely; return ``dest_dir``.
-
-    Members with absolute paths, '..' components or links leading outside ``dest_dir`` raise
-    :class:`UnsafeArchiveError` and nothing is kept. Extraction happens in a temporary sibling
-    folder that is renamed to ``dest_dir`` when complete; a marker inside makes re-runs free
-    (even after the archive was deleted).
-    """
-    archive, dest = Path(archive).expanduser(), Path(dest_dir).expanduser()
+def _extracted(archive_name: str, dest: Path) -> bool:
+    """Whether ``dest`` holds the completed extraction of ``archive_name`` (by its marker)."""
     marker = dest / _MARKER
-    if marker.is_file():
-        done = marker.read_text().strip()
-        if done == archive.name:
-            logger.debug("%s already holds the extracted %s", dest, archive.name)
-            return dest
+    if not marker.is_file():
+        return False
+    done = marker.read_text().strip()
+    if done != archive_name:
         raise DataError(
-            f"{dest} already holds the extracted archive {done!r}, not {archive.name!r}; "
+            f"{dest} already holds the extracted archive {done!r}, not {archive_name!r}; "
             f"choose another dest_dir or delete {dest}."
         )
+    logger.debug("%s already holds the extracted %s", dest, archive_name)
+    return True
+
+
+def _extract_into(archive: Path, dest: Path) -> None:
+    """Unpack ``archive`` into a new sibling folder of ``dest``, then rename that to ``dest``."""
     if not archive.is_file():
         raise DataError(f"Archive {archive} does not exist; download it first (zskit.data.download).")
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -462,8 +537,8 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
             f"{archive} is neither a zip nor a tar archive (or it is damaged); delete it and "
             f"download it again."
         )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent))
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
+    tmp.mkdir()  # not tempfile.mkdtemp: its mode 0700 would ignore the umask
     try:
         try:
             unpack(archive, tmp)
@@ -478,6 +553,23 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
+    """Unpack a zip or tar(.gz/.bz2/.xz) archive into ``dest_dir`` safely; return ``dest_dir``.
+
+    Members with absolute paths, '..' components or links leading outside ``dest_dir`` raise
+    :class:`UnsafeArchiveError` and nothing is kept. Extraction happens in a temporary sibling
+    folder that is renamed to ``dest_dir`` when complete; a marker inside makes re-runs free
+    (even after the archive was deleted).
+    """
+    archive, dest = Path(archive).expanduser(), Path(dest_dir).expanduser()
+    if _extracted(archive.name, dest):
+        return dest
+    with _exclusive(dest):  # one extraction into dest at a time, even across processes
+        if _extracted(archive.name, dest):  # another process finished it meanwhile
+            return dest
+        _extract_into(archive, dest)
     logger.info("extracted %s into %s", archive, dest)
     return dest
 
@@ -498,7 +590,6 @@ def download_and_extract(
     archives = Path(archive_dir).expanduser() if archive_dir is not None else cache_dir()
     dest = Path(dest_dir).expanduser() if dest_dir is not None else archives / _archive_stem(
         remote.name)
-    marker = dest / _MARKER
-    if marker.is_file() and marker.read_text().strip() == remote.name:
+    if _extracted(remote.name, dest):
         return dest
     return extract(download(remote, archives, progress=progress), dest)

@@ -103,12 +103,18 @@ def read_manifest(path: str | Path, required: Sequence[str] = ()) -> pd.DataFram
     path = Path(path)
     if not path.is_file():
         raise DataError(f"Manifest {path} does not exist. Generate or prepare the data set first.")
-    if path.suffix == ".parquet":
-        df = pd.read_parquet(path)
-    elif path.suffix == ".csv":
-        df = pd.read_csv(path, keep_default_na=False, na_values=[], dtype={"clip_id": str})
-    else:
+    if path.suffix not in (".csv", ".parquet"):
         raise DataError(f"Manifest {path} must end in .csv or .parquet.")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        else:
+            df = pd.read_csv(path, keep_default_na=False, na_values=[], dtype={"clip_id": str})
+    except ValueError as err:  # pandas' EmptyDataError/ParserError, pyarrow's ArrowInvalid
+        raise DataError(
+            f"Manifest {path} cannot be read ({type(err).__name__}: {err}); it is damaged or "
+            "truncated. Regenerate it (or prepare the data set again)."
+        ) from err
     validate_columns(df, required, path)
     return df
 

@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zskit.audio import LogMel, LogMelConfig
-from zskit.data.download import ChecksumError, RemoteFile, download
+from zskit.data.download import ChecksumError, RemoteFile, discard, download
 from zskit.encoders.base import (
     AudioEncoder,
     EncoderOutput,
@@ -288,7 +288,21 @@ def check_sha256_prefix(path: str | os.PathLike, prefix: str) -> Path:
 
 
 def _fetch(remote: RemoteFile, prefix: str) -> Path:
-    return check_sha256_prefix(download(remote), prefix)
+    """Download ``remote`` and check its sha256 prefix; a cached file that fails the check is
+    deleted and fetched once more, so a bad copy never stays in the cache."""
+    for _ in range(2):
+        path = download(remote)
+        digest = file_sha256(path)
+        if digest.startswith(prefix.lower()):
+            return path
+        discard(path)
+        log.warning("%s has sha256 %s, which does not start with %s; deleted it", path, digest,
+                    prefix)
+    raise ChecksumError(
+        f"{remote.url} delivered a file whose sha256 does not start with {prefix} twice (the "
+        f"last one {digest}); it was deleted. Retry later (a proxy may have served a corrupt "
+        f"copy), or put a good copy at {path}."
+    )
 
 
 #: The torchvggish release (Google's VGGish weights, Apache-2.0).
