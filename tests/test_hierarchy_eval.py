@@ -34,6 +34,7 @@ from zskit.hierarchy_eval import (
     level_metrics,
     level_thresholds,
     pool_coarse,
+    pooled_thresholds,
     pooling_comparison,
     predict_outputs,
     reference_logistic,
@@ -138,6 +139,25 @@ def test_split_holds_out_a_stratified_fifteen_percent():
         split_indices(_corpus(["train"] * 3, labels[:3]))
 
 
+def test_empty_validation_is_a_data_error():
+    labels = np.eye(8, 2, dtype=np.int8)
+    with pytest.raises(DataError, match="raise val_fraction"):
+        split_indices(_corpus(["train"] * 6 + ["test"] * 2, labels), val_fraction=0.05)
+    data = _problem(n=40)
+    head = create_hierarchical_head("gmp", data.x.shape[1], H)
+    with pytest.raises(DataError, match="validation split is empty"):
+        train_head(head, data.subset(range(30)), data.subset([]), 0.8, FAST)
+
+
+def test_subset_accepts_a_boolean_row_mask():
+    data = _problem(n=5)
+    keep = np.array([False, False, True, True, True])
+    torch.testing.assert_close(data.subset(keep).x, data.x[2:])
+    torch.testing.assert_close(data.subset(keep).coarse_mask, data.coarse_mask[2:])
+    with pytest.raises(DataError, match="5 entries"):
+        data.subset(keep[:4])
+
+
 def test_standardize_uses_training_statistics():
     data = _problem(n=200)
     x = data.x * torch.linspace(1e-4, 3.0, data.x.shape[1]) + 5.0  # very unequal spreads
@@ -211,6 +231,10 @@ def test_config_checks():
     assert HierarchyTrainConfig().lambdas == LAMBDAS == (0.70, 0.75, 0.80, 0.85, 0.90)
     with pytest.raises(ConfigError, match="lambdas"):
         HierarchyTrainConfig(lambdas=(0.5, 1.2))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ConfigError, match="num_threads"):
+            HierarchyTrainConfig(num_threads=bad)
+    assert HierarchyTrainConfig(num_threads=None).num_threads is None
     cfg = HierarchyTrainConfig().train_config(seed=3)
     assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.seed) == ("adam", 1e-3, 1e-4, 3)
 
@@ -225,17 +249,36 @@ def test_blocked_errors_finds_a_fine_error_kept_from_the_coarse_level():
         np.zeros((3, 1)), np.array([[0, 0, 1], [0, 0, 1], [0, 0, 1]]),
         np.array([[1, 1, 1], [1, 0, 1], [1, 1, 1]], bool), h)
     out = HierarchicalOutput(fine, coarse, attention=attention)
-    table = blocked_errors(out, data, h, np.array([0.5, 0.5, 0.5]), np.array([0.5, 0.5]))
+    fine_thr, coarse_thr = np.array([0.5, 0.5, 0.5]), np.array([0.5, 0.5])
+    table = blocked_errors(out, data, h, fine_thr, coarse_thr, np.array([0.8, 0.5]))
     assert table["clip"].tolist() == [0, 1], table  # clip 2 predicts no piano
     row = table.iloc[0]
     assert row["fine"] == "piano" and row["coarse"] == "keys", row
     assert row["p_coarse"] == pytest.approx(0.83 * 0.05 + 0.10 * 0.95) and row["gmp_passes"], row
+    # GMP's pooled scores are judged by their own thresholds, not by the coarse head's
+    stricter = blocked_errors(out, data, h, fine_thr, coarse_thr, np.array([0.9, 0.5]))
+    assert not stricter["gmp_passes"].any() and (stricter["gmp_threshold"] == 0.9).all(), stricter
     fig = attention_figure(attention[0], fine[0], coarse[0], h)
     assert fig.data[0].z.shape == (3, 2) and "piano (83%)" in list(fig.data[0].y)
     with pytest.raises(ConfigError, match="out.attention"):
         attention_figure(attention, fine[0], coarse[0], h)
     fine_thr, coarse_thr = level_thresholds(out, data)
     assert fine_thr.shape == (3,) and coarse_thr.shape == (2,)
+
+
+def test_pooled_thresholds_are_tuned_on_the_pooled_scores():
+    h = Hierarchy.from_dict({"keys": ["piano", "organ"], "voice": ["voice"]})
+    fine = torch.tensor([[0.9, 0.1, 0.2], [0.7, 0.1, 0.6], [0.3, 0.2, 0.9], [0.1, 0.2, 0.1]])
+    labels = np.array([[1, 0, 0], [1, 0, 1], [0, 0, 1], [0, 0, 0]])
+    data = HierarchicalData.from_arrays(np.zeros((4, 1)), labels, None, h)
+    coarse = torch.full((4, 2), 0.5)  # a coarse head that knows nothing
+    thr = pooled_thresholds(HierarchicalOutput(fine, coarse), data, h)
+    from zskit.metrics import tune_thresholds
+
+    want = tune_thresholds(labels @ h.matrix(np.int64) > 0, pool_coarse(fine, h, "max"))
+    np.testing.assert_allclose(thr, want)
+    pooled = pool_coarse(fine, h, "max")
+    assert ((pooled >= thr) == (data.coarse.numpy() > 0)).all(), (pooled, thr)
 
 
 def test_finetune_path_with_a_tiny_encoder(tmp_path):

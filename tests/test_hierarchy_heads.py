@@ -15,6 +15,7 @@ from zskit.heads.hierarchy import (
     TopDownHead,
     create_hierarchical_head,
     grouped_max,
+    grouped_max_logits,
     grouped_mean,
     hierarchy_loss,
     hierarchy_violation,
@@ -94,6 +95,46 @@ def test_flat_and_gmp_coarse_is_max_of_children():
     gap = BottomUpHead(D, H, "gap")
     out = gap(_z())
     torch.testing.assert_close(out.coarse, grouped_mean(out.fine, H.tensor()))
+
+
+def test_gmp_coarse_logits_are_the_grouped_max_of_fine_logits():
+    torch.manual_seed(0)
+    out = BottomUpHead(D, H, "gmp")(_z())
+    torch.testing.assert_close(out.coarse_logits, grouped_max_logits(out.fine_logits, H.tensor()))
+    torch.testing.assert_close(torch.sigmoid(out.coarse_logits), out.coarse)
+
+
+def _confident_head(method: str):
+    """A head whose first fine tag (and its parent) is confidently on: probability ~0.999."""
+    head = create_hierarchical_head(method, D, H)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+        layer = head.leaf_layer if method == "top_down" else head.fine_layer
+        layer.bias.fill_(7.0)
+        if method == "top_down":
+            head.coarse_layer.bias.fill_(7.0)
+    return head
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_losses_under_bf16_autocast_match_float32(method):
+    """Half precision rounds a 0.999 probability to 1.0; heads must pool in float32."""
+    head = _confident_head(method)
+    fine_y, coarse_y = torch.zeros(B, H.n_fine), torch.zeros(B, H.n_coarse)
+    fine_m = torch.ones(B, H.n_fine, dtype=torch.bool)
+    coarse_m = torch.ones(B, H.n_coarse, dtype=torch.bool)
+    losses = {}
+    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+            out = head(_z())
+            parts = hierarchy_loss(head, out, fine_y, fine_m, coarse_y, coarse_m, lam=0.8)
+        assert out.fine.dtype == out.coarse.dtype == torch.float32, f"{method} {name}"
+        losses[name] = {k: v.item() for k, v in parts.items()}
+    for part, value in losses["fp32"].items():
+        assert losses["bf16"][part] == pytest.approx(value, rel=0.02), (
+            f"{method}: {part} loss {losses['bf16'][part]:.3f} under bf16 vs {value:.3f} in fp32"
+        )
 
 
 def test_top_down_is_a_soft_decision_tree():

@@ -207,3 +207,14 @@ def test_hierarchical_bce_is_the_weighted_sum_and_respects_masks():
     assert only_fine.item() == pytest.approx(masked_bce(fine, fine_y).item(), rel=1e-6)
     with pytest.raises(ConfigError, match="lam"):
         HierarchicalBCE(1.5)
+
+
+def test_probabilities_rounded_above_one_are_clamped():
+    """ResAtt's ``W^T P_fine`` can land a hair above 1; BCE on probabilities must still work."""
+    probs = torch.tensor([[1.0 + 3e-7, 0.5], [1.0, 1.0 + 1e-6]], requires_grad=True)
+    targets = torch.ones(2, 2)
+    loss = hierarchical_bce(torch.zeros(2, 2), targets, probs, targets, coarse_from_logits=False)
+    want = 0.8 * math.log(2) + 0.2 * math.log(2) / 4
+    assert loss.item() == pytest.approx(want, rel=1e-5), loss.item()
+    loss.backward()
+    assert torch.isfinite(probs.grad).all()

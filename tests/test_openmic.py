@@ -22,6 +22,7 @@ from zskit.data.openmic import (
     audio_path,
     download_openmic,
     load_openmic_arrays,
+    openmic_dataset_folder,
     openmic_vggish_embeddings,
     prepare_openmic,
     read_class_map,
@@ -93,6 +94,16 @@ def test_prepare_openmic_labels_mask_and_splits(dataset: Path) -> None:
     first = dict(item.split(":") for item in corpus.manifest["relevance"][0].split(";"))
     assert set(first) == {c for c, m in zip(CLASSES, y_mask[0]) if m}
     assert float(first["violin"]) == pytest.approx(0.5)
+
+
+def test_the_parent_folder_resolves_for_load_corpus(dataset: Path) -> None:
+    """The folder download_and_extract leaves (``extracted/``, holding ``openmic-2018/``)."""
+    parent = dataset.parent
+    assert openmic_dataset_folder(parent) == dataset == openmic_dataset_folder(dataset)
+    prepare_openmic(parent)
+    assert len(load_corpus(openmic_dataset_folder(str(parent)))) == len(KEYS)
+    with pytest.raises(DataError, match="download_openmic"):
+        openmic_dataset_folder(parent / "partitions")
 
 
 def test_validation_split_comes_from_train(dataset: Path) -> None:

@@ -76,6 +76,7 @@ __all__ = [
     "level_metrics",
     "level_thresholds",
     "pool_coarse",
+    "pooled_thresholds",
     "pooling_comparison",
     "predict_outputs",
     "reference_logistic",
@@ -158,9 +159,15 @@ class HierarchicalData:
         """``(x, fine, fine_mask, coarse, coarse_mask)``: a batch layout ``fit`` accepts."""
         return (self.x, self.fine, self.fine_mask, self.coarse, self.coarse_mask)
 
-    def subset(self, index: np.ndarray | Sequence[int]) -> HierarchicalData:
-        """The rows ``index``."""
-        idx = torch.as_tensor(np.asarray(index), dtype=torch.long)
+    def subset(self, index: np.ndarray | Sequence[int] | Sequence[bool]) -> HierarchicalData:
+        """The rows ``index``: row numbers, or a boolean mask with one entry per row."""
+        index = np.asarray(index)
+        if index.dtype == bool:
+            if index.shape != (len(self),):
+                raise DataError(f"a boolean row mask needs {len(self)} entries (one per row), "
+                                f"got shape {index.shape}.")
+            index = np.flatnonzero(index)
+        idx = torch.as_tensor(index, dtype=torch.long)
         return HierarchicalData(*(t[idx] for t in self.tensors()))
 
     def with_x(self, x: torch.Tensor) -> HierarchicalData:
@@ -179,6 +186,10 @@ def standardize(train: HierarchicalData, *others: HierarchicalData) -> list[Hier
     mean = train.x.mean(0)
     scale = (train.x - mean).pow(2).mean().sqrt().clamp_min(1e-12)
     return [d.with_x((d.x - mean) / scale) for d in (train, *others)]
+
+
+_EMPTY_VALIDATION = ("the validation split is empty ({what}); raise val_fraction (paper 3: 0.15) "
+                     "or use more clips: validation picks the best epoch, lambda and thresholds.")
 
 
 def split_indices(
@@ -205,6 +216,9 @@ def split_indices(
     known_pos = (corpus.labels[pool] > 0) & corpus.mask[pool]
     side = stratified_split(known_pos, (1.0 - val_fraction, val_fraction),
                             np.random.default_rng(seed))
+    if not (side == 1).any():
+        raise DataError(_EMPTY_VALIDATION.format(
+            what=f"val_fraction={val_fraction} of {len(pool)} training clips"))
     return pool[side == 0], pool[side == 1], test_idx
 
 
@@ -306,6 +320,11 @@ class HierarchyTrainConfig:
     #                              (1 is fastest for them; None leaves torch's setting alone)
 
     def __post_init__(self) -> None:
+        if self.num_threads is not None and (
+                isinstance(self.num_threads, bool) or not isinstance(self.num_threads, int)
+                or self.num_threads < 1):
+            raise ConfigError(f"num_threads={self.num_threads!r} must be an int >= 1 (1 is "
+                              "fastest for the small heads) or None to leave torch's setting.")
         if not self.lambdas or any(not 0.0 <= lam <= 1.0 for lam in self.lambdas):
             raise ConfigError(f"lambdas={self.lambdas} must be values in [0, 1], e.g. {LAMBDAS}.")
         if self.consistency_weight < 0:
@@ -379,6 +398,8 @@ def train_head(
     """
     head = _head_of(model)
     weight = config.consistency_weight
+    if val is not None and len(val) == 0:
+        raise DataError(_EMPTY_VALIDATION.format(what="0 validation clips were passed"))
 
     def loss_fn(net: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         x, *targets = batch
@@ -672,15 +693,26 @@ def level_thresholds(out: HierarchicalOutput, data: HierarchicalData
     )
 
 
+def pooled_thresholds(out: HierarchicalOutput, data: HierarchicalData, hierarchy: Hierarchy,
+                      pooling: str = "max") -> np.ndarray:
+    """Per-coarse-tag F1 thresholds for the fine probabilities of ``out`` pooled by ``pooling``
+    (:func:`pool_coarse`), tuned on validation outputs ``out`` of ``data``."""
+    return tune_thresholds(_np(data.coarse).astype(int),
+                           pool_coarse(out.fine, hierarchy, pooling), _np(data.coarse_mask))
+
+
 def blocked_errors(out: HierarchicalOutput, data: HierarchicalData, hierarchy: Hierarchy,
-                   fine_thresholds: np.ndarray, coarse_thresholds: np.ndarray) -> pd.DataFrame:
+                   fine_thresholds: np.ndarray, coarse_thresholds: np.ndarray,
+                   gmp_thresholds: np.ndarray) -> pd.DataFrame:
     """Fine false positives that did *not* reach the coarse level (paper 3, Fig. 4, lower map).
 
     A row per (clip, fine tag) where the fine tag is a known negative predicted positive
     (``p_fine >= its threshold``), its coarse parent is a known negative, and the coarse
     prediction stays below its threshold. ``gmp_coarse`` is what grouped max pooling of the same
-    fine probabilities gives the parent, and ``gmp_passes`` whether that would have crossed the
-    coarse threshold (GMP cannot block an error). Sorted by ``p_fine``, highest first.
+    fine probabilities gives the parent, and ``gmp_passes`` whether that crosses the parent's
+    ``gmp_thresholds`` entry: thresholds tuned for the GMP-pooled scores themselves
+    (:func:`pooled_thresholds` on validation), not the coarse head's, whose scores live on
+    another scale. Sorted by ``p_fine``, highest first.
     """
     fine, coarse = _np(out.fine), _np(out.coarse)
     gmp = pool_coarse(fine, hierarchy, "max")
@@ -699,10 +731,11 @@ def blocked_errors(out: HierarchicalOutput, data: HierarchicalData, hierarchy: H
             "attention": (float(out.attention[clip, tag, parent])
                           if out.attention is not None else np.nan),
             "gmp_coarse": float(gmp[clip, parent]),
-            "gmp_passes": bool(gmp[clip, parent] >= coarse_thresholds[parent]),
+            "gmp_threshold": float(gmp_thresholds[parent]),
+            "gmp_passes": bool(gmp[clip, parent] >= gmp_thresholds[parent]),
         })
     columns = ["clip", "fine", "p_fine", "fine_threshold", "coarse", "p_coarse",
-               "coarse_threshold", "attention", "gmp_coarse", "gmp_passes"]
+               "coarse_threshold", "attention", "gmp_coarse", "gmp_threshold", "gmp_passes"]
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values("p_fine", ascending=False, ignore_index=True)
 

@@ -34,8 +34,8 @@ def masked_bce(
 ) -> torch.Tensor:
     """Mean binary cross-entropy over the entries where ``mask`` is set (OpenMIC's label mask).
 
-    ``outputs`` are logits (or probabilities with ``from_logits=False``), ``targets`` in [0, 1]
-    of the same shape. ``mask`` (bool, or float weights for a weighted mean) marks the entries
+    ``outputs`` are logits (or probabilities with ``from_logits=False``; these are clamped to
+    [0, 1]), ``targets`` in [0, 1] of the same shape. ``mask`` (bool, or float weights for a weighted mean) marks the entries
     that count; the mean is over those entries only. An all-masked batch gives 0 and zero
     gradients, never NaN. Masked-out entries get exactly zero gradient (keep their outputs finite).
     """
@@ -48,8 +48,9 @@ def masked_bce(
     if from_logits:
         loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")
     else:  # F.binary_cross_entropy refuses to run under autocast, hence the disabled region
+        # clamp: float rounding can put a pooled probability (ResAtt's W^T P) a hair above 1
         with torch.autocast(x.device.type, enabled=False):
-            loss = F.binary_cross_entropy(x, y, reduction="none")
+            loss = F.binary_cross_entropy(x.clamp(0.0, 1.0), y, reduction="none")
     if mask is None:
         return loss.mean()
     if mask.shape != loss.shape:

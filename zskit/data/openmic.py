@@ -2,7 +2,9 @@
 
 ``download_openmic(target_dir)`` fetches the Zenodo archive ``openmic-2018-v1.0.0.tgz`` (2.6 GB,
 md5-checked) and unpacks it; ``prepare_openmic(corpus_dir)`` turns the unpacked ``openmic-2018/``
-folder into a zskit corpus folder (``zskit.data.load_corpus`` works on it).
+folder into a zskit corpus folder. Every function here also accepts the folder that contains
+``openmic-2018/``; ``zskit.data.load_corpus`` does not, so pass it
+``openmic_dataset_folder(corpus_dir)``.
 
 The archive holds ``openmic-2018.npz`` with ``X`` (N, 10, 128) uint8 VGGish features (one frame
 per 0.96 s), ``Y_true`` (N, 20) aggregated label confidences (0.5 where unobserved), ``Y_mask``
@@ -48,6 +50,7 @@ __all__ = [
     "audio_path",
     "download_openmic",
     "load_openmic_arrays",
+    "openmic_dataset_folder",
     "openmic_vggish_embeddings",
     "prepare_openmic",
     "read_class_map",
@@ -101,11 +104,15 @@ def download_openmic(
     target = Path(target_dir) if target_dir is not None else data_root() / "openmic"
     extracted = download_and_extract(remote, target / "extracted", archive_dir=target,
                                       progress=progress)
-    return _dataset_folder(extracted)
+    return openmic_dataset_folder(extracted)
 
 
-def _dataset_folder(root: Path) -> Path:
-    """``root`` or its single sub-folder that holds ``openmic-2018.npz``."""
+def openmic_dataset_folder(root: str | os.PathLike) -> Path:
+    """The OpenMIC-2018 folder (the one holding ``openmic-2018.npz``): ``root`` itself or its
+    single sub-folder that holds it, so the folder ``openmic-2018/`` unpacks into (e.g.
+    ``<target>/extracted``) works too. ``load_corpus`` needs this folder once
+    :func:`prepare_openmic` has written its manifest there."""
+    root = Path(root)
     if (root / NPZ_NAME).is_file():
         return root
     found = sorted(p.parent for p in root.glob(f"*/{NPZ_NAME}"))
@@ -117,7 +124,7 @@ def _dataset_folder(root: Path) -> Path:
 
 def read_class_map(corpus_dir: str | os.PathLike) -> list[str]:
     """Class names in column order, from ``class-map.json`` (name -> column index)."""
-    path = _dataset_folder(Path(corpus_dir)) / CLASS_MAP_NAME
+    path = openmic_dataset_folder(corpus_dir) / CLASS_MAP_NAME
     try:
         mapping = json.loads(path.read_text())
     except FileNotFoundError:
@@ -145,7 +152,7 @@ def read_partition(path: str | os.PathLike) -> list[str]:
 
 def load_openmic_arrays(corpus_dir: str | os.PathLike) -> OpenMICArrays:
     """Read ``openmic-2018.npz`` and check its shapes against each other."""
-    path = _dataset_folder(Path(corpus_dir)) / NPZ_NAME
+    path = openmic_dataset_folder(corpus_dir) / NPZ_NAME
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = OpenMICArrays(
@@ -185,7 +192,7 @@ def prepare_openmic(
     """
     if not 0.0 <= validation_fraction < 1.0:
         raise ConfigError(f"validation_fraction={validation_fraction} must be in [0, 1).")
-    root = _dataset_folder(Path(corpus_dir))
+    root = openmic_dataset_folder(corpus_dir)
     classes = read_class_map(root)
     arrays = load_openmic_arrays(root)
     if arrays.Y_true.shape[1] != len(classes):
@@ -260,7 +267,7 @@ def openmic_vggish_embeddings(
     ``load_corpus(corpus_dir)`` and its splits). ``dequantize`` maps the uint8 codes back to
     VGGish's [-2, 2] range before averaging.
     """
-    root = _dataset_folder(Path(corpus_dir))
+    root = openmic_dataset_folder(corpus_dir)
     if clip_ids is None:
         clip_ids = read_manifest(root / MANIFEST_NAME, ["clip_id"])["clip_id"].astype(str).tolist()
     arrays = load_openmic_arrays(root)

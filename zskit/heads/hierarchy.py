@@ -29,10 +29,18 @@ Design decisions (paper 3 leaves these open):
   prior knowledge of the hierarchy). The paper's word "residual" is not specified further.
 - LP is the same bottom-up head with the attention replaced by ``Linear(F, C)`` on the fine
   probabilities, followed by a sigmoid so that the coarse outputs are probabilities.
+- Mixed precision: the linear layers may run in fp16/bf16 under ``torch.autocast``, but their
+  logits are cast to float32 and every sigmoid, softmax and pooling runs with autocast disabled.
+  In half precision a probability above ~0.996 rounds to exactly 1.0, which sends the
+  probability-space BCE of the pooled and top-down outputs to its clamp (loss ~100). GMP (and the
+  baseline's inference-time GMP) also returns coarse logits, the grouped max of the fine logits:
+  ``sigmoid`` is monotone, so ``sigmoid(max logits) == max sigmoid(logits)`` exactly, and the
+  coarse BCE can use the stable with-logits form.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -55,6 +63,7 @@ __all__ = [
     "TopDownHead",
     "create_hierarchical_head",
     "grouped_max",
+    "grouped_max_logits",
     "grouped_mean",
     "hierarchy_loss",
     "hierarchy_violation",
@@ -78,6 +87,16 @@ def grouped_max(fine: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
     ``fine`` holds probabilities (>= 0), so non-children (multiplied by 0) never win.
     """
     return (fine.unsqueeze(-1) * membership).amax(dim=1)
+
+
+def grouped_max_logits(fine_logits: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
+    """``(B, C)``: for each coarse tag the largest of its children's logits.
+
+    ``sigmoid`` of this equals :func:`grouped_max` of the fine probabilities (sigmoid is
+    monotone), but it can feed the numerically stable with-logits BCE.
+    """
+    excluded = torch.where(membership > 0, 0.0, float("-inf")).to(fine_logits)
+    return (fine_logits.unsqueeze(-1) + excluded).amax(dim=1)
 
 
 def grouped_mean(fine: torch.Tensor, membership: torch.Tensor) -> torch.Tensor:
@@ -108,6 +127,18 @@ class HierarchicalHead(nn.Module):
                 f"{tuple(z.shape)}; pass clip embeddings of the size the head was built with."
             )
 
+    @staticmethod
+    def _float32(z: torch.Tensor) -> contextlib.AbstractContextManager:
+        """Autocast switched off: sigmoid, softmax and pooling of float32 logits stay float32."""
+        return torch.autocast(z.device.type, enabled=False)
+
+    def _gmp_output(self, fine_logits: torch.Tensor) -> HierarchicalOutput:
+        """Fine probabilities and their GMP coarse tags, both with logits (float32 input)."""
+        coarse_logits = grouped_max_logits(fine_logits, self.membership)
+        return HierarchicalOutput(
+            torch.sigmoid(fine_logits), torch.sigmoid(coarse_logits), fine_logits, coarse_logits
+        )
+
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, n_fine={self.n_fine}, n_coarse={self.n_coarse}"
 
@@ -123,9 +154,9 @@ class FlatHead(HierarchicalHead):
 
     def forward(self, z: torch.Tensor) -> HierarchicalOutput:
         self._check(z)
-        logits = self.fine_layer(z)
-        fine = torch.sigmoid(logits)
-        return HierarchicalOutput(fine, grouped_max(fine, self.membership), fine_logits=logits)
+        logits = self.fine_layer(z).float()
+        with self._float32(z):
+            return self._gmp_output(logits)
 
 
 class LevelWiseHead(HierarchicalHead):
@@ -140,10 +171,11 @@ class LevelWiseHead(HierarchicalHead):
 
     def forward(self, z: torch.Tensor) -> HierarchicalOutput:
         self._check(z)
-        fine_logits, coarse_logits = self.fine_layer(z), self.coarse_layer(z)
-        return HierarchicalOutput(
-            torch.sigmoid(fine_logits), torch.sigmoid(coarse_logits), fine_logits, coarse_logits
-        )
+        fine_logits, coarse_logits = self.fine_layer(z).float(), self.coarse_layer(z).float()
+        with self._float32(z):
+            return HierarchicalOutput(
+                torch.sigmoid(fine_logits), torch.sigmoid(coarse_logits), fine_logits, coarse_logits
+            )
 
 
 class TopDownHead(HierarchicalHead):
@@ -158,9 +190,10 @@ class TopDownHead(HierarchicalHead):
 
     def forward(self, z: torch.Tensor) -> HierarchicalOutput:
         self._check(z)
-        coarse_logits = self.coarse_layer(z)
-        coarse = torch.sigmoid(coarse_logits)
-        fine = coarse[:, self.parent] * torch.sigmoid(self.leaf_layer(z))
+        coarse_logits, leaf_logits = self.coarse_layer(z).float(), self.leaf_layer(z).float()
+        with self._float32(z):
+            coarse = torch.sigmoid(coarse_logits)
+            fine = coarse[:, self.parent] * torch.sigmoid(leaf_logits)
         return HierarchicalOutput(fine, coarse, coarse_logits=coarse_logits)
 
 
@@ -180,14 +213,18 @@ class BottomUpHead(HierarchicalHead):
 
     def forward(self, z: torch.Tensor) -> HierarchicalOutput:
         self._check(z)
-        fine_logits = self.fine_layer(z)
-        fine = torch.sigmoid(fine_logits)
+        fine_logits = self.fine_layer(z).float()
         if self.pooling == "gmp":
-            return HierarchicalOutput(fine, grouped_max(fine, self.membership), fine_logits)
-        if self.pooling == "gap":
-            return HierarchicalOutput(fine, grouped_mean(fine, self.membership), fine_logits)
-        coarse_logits = self.projection(fine)
-        return HierarchicalOutput(fine, torch.sigmoid(coarse_logits), fine_logits, coarse_logits)
+            with self._float32(z):
+                return self._gmp_output(fine_logits)
+        with self._float32(z):
+            fine = torch.sigmoid(fine_logits)
+            if self.pooling == "gap":
+                return HierarchicalOutput(fine, grouped_mean(fine, self.membership), fine_logits)
+        coarse_logits = self.projection(fine).float()  # LP: a linear layer, autocast may apply
+        with self._float32(z):
+            coarse = torch.sigmoid(coarse_logits)
+        return HierarchicalOutput(fine, coarse, fine_logits, coarse_logits)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, pooling={self.pooling!r}"
@@ -205,11 +242,11 @@ class ResAttHead(HierarchicalHead):
 
     def forward(self, z: torch.Tensor) -> HierarchicalOutput:
         self._check(z)
-        fine_logits = self.fine_layer(z)
-        fine = torch.sigmoid(fine_logits)
-        scores = self.attention_layer(z).view(-1, self.n_fine, self.n_coarse)
-        attention = torch.softmax(scores, dim=1)
-        coarse = torch.einsum("bf,bfc->bc", fine, attention)
+        fine_logits, scores = self.fine_layer(z).float(), self.attention_layer(z).float()
+        with self._float32(z):
+            fine = torch.sigmoid(fine_logits)
+            attention = torch.softmax(scores.view(-1, self.n_fine, self.n_coarse), dim=1)
+            coarse = torch.einsum("bf,bfc->bc", fine, attention)
         return HierarchicalOutput(fine, coarse, fine_logits, attention=attention)
 
 
@@ -257,8 +294,7 @@ def _level_bce(
 ) -> torch.Tensor:
     if logits is not None:
         return masked_bce(logits, targets, mask)
-    # clamp: float rounding can put a pooled probability a hair above 1
-    return masked_bce(probs.clamp(0.0, 1.0), targets, mask, from_logits=False)
+    return masked_bce(probs, targets, mask, from_logits=False)
 
 
 def hierarchy_loss(
@@ -283,7 +319,7 @@ def hierarchy_loss(
     coarse = _level_bce(out.coarse, out.coarse_logits, coarse_targets, coarse_mask)
     total = lam * fine + (1.0 - lam) * coarse if head.joint else fine
     if head.consistency and consistency_weight:
-        total = total + consistency_weight * hierarchy_violation(
-            out.fine, out.coarse, head.membership
-        )
+        with head._float32(out.fine):  # its matmul would otherwise run in half precision
+            violation = hierarchy_violation(out.fine, out.coarse, head.membership)
+        total = total + consistency_weight * violation
     return {"total": total, "fine": fine.detach(), "coarse": coarse.detach()}
