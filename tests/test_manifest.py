@@ -165,9 +165,11 @@ def test_load_corpus_without_mask_column_annotates_everything(tmp_path):
 
 
 def test_load_corpus_errors_name_the_problem(tmp_path):
-    with pytest.raises(DataError, match="metadata.json"):
-        mf.load_corpus(tmp_path)
+    with pytest.raises(DataError, match="metadata.json.*Generate it"):
+        mf.load_corpus(tmp_path / "empty")
     root = _write_corpus(tmp_path / "c", ROWS, classes=("cello", "flute"))
+    with pytest.raises(DataError, match=r"but .*c has: pass that folder"):
+        mf.load_corpus(tmp_path)  # the parent of a corpus folder (an extracted archive)
     with pytest.raises(DataError, match="'drums'"):
         mf.load_corpus(root)
     (root / "metadata.json").write_text(json.dumps({"name": "no classes"}))

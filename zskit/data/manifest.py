@@ -203,6 +203,12 @@ def load_corpus(corpus_dir: str | Path) -> Corpus:
     root = Path(corpus_dir)
     meta_path = root / METADATA_NAME
     if not meta_path.is_file():
+        inner = sorted(p.parent for p in root.glob(f"*/{METADATA_NAME}")) if root.is_dir() else []
+        if inner:  # e.g. the folder an archive was extracted into, holding the corpus folder
+            raise DataError(
+                f"{root} has no {METADATA_NAME}, but {inner[0]} has: pass that folder (for "
+                "OpenMIC, zskit.data.openmic.openmic_dataset_folder(root) finds it)."
+            )
         raise DataError(
             f"{root} has no {METADATA_NAME}: it is not a complete corpus. Generate it first, e.g. "
             "`zskit data synth --out <dir>` or zskit.data.ensure_corpus()."
