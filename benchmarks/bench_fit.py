@@ -85,8 +85,11 @@ def bare_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, ep
 
 
 def dataloader_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
-                    lr: float, fused: bool | None = FUSED) -> None:
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, fused=fused)
+                    lr: float, fit_optimizer: bool = True) -> None:
+    """``fit_optimizer``: the same AdamW step as ``fit`` (fused where it can), else torch's
+    default."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr,
+                                  fused=FUSED if fit_optimizer else None)
     loader = DataLoader(TensorDataset(x.cpu(), y.cpu()), batch_size=batch, shuffle=True)
     for _ in range(epochs):
         for xb, yb in loader:
@@ -95,7 +98,7 @@ def dataloader_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: i
 
 def default_adamw_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int,
                        epochs: int, lr: float) -> None:
-    dataloader_loop(model, x, y, batch, epochs, lr, fused=None)
+    dataloader_loop(model, x, y, batch, epochs, lr, fit_optimizer=False)
 
 
 def fit_loop(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, epochs: int,
