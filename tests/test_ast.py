@@ -242,6 +242,24 @@ def test_registry_builds_from_a_weight_set(tmp_path):
     assert out.logits.shape == (1, 3), f"logits {tuple(out.logits.shape)}"
 
 
+def test_registry_passes_the_weight_set_revision(monkeypatch):
+    import transformers
+
+    seen = {}
+
+    def offline(source, **kwargs):
+        seen.update(kwargs, source=source)
+        raise OSError("offline")
+
+    monkeypatch.setattr(transformers.ASTForAudioClassification, "from_pretrained", offline)
+    weights = PretrainedCfg("pinned", extra={"hf_id": "org/ast", "revision": "abc123"})
+    with pytest.raises(DataError, match="offline"):
+        tiny = ASTEncoderConfig.tiny()
+        create_audio_encoder("ast", pretrained=weights, **{f: getattr(tiny, f) for f in TINY_FIELDS})
+    assert seen["source"] == "org/ast" and seen["revision"] == "abc123"
+    assert all("revision" in p.extra for p in AST_PRETRAINED)
+
+
 def test_weight_sets():
     tags = {p.tag: p for p in AST_PRETRAINED}
     assert list(tags) == ["audioset", "speechcommands"], list(tags)

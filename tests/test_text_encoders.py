@@ -20,6 +20,7 @@ from zskit.encoders.text import (
     label_text,
     label_words,
     load_glove,
+    load_sentence_model,
     minilm_path,
 )
 from zskit.errors import ConfigError, DataError
@@ -313,6 +314,86 @@ def test_loader_maps_every_key_and_drops_only_heads(tmp_path, arch):
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(DataError, match=r"encoder\.layer\.1\.output\.dense\.weight.*extra\.weight"):
         create_text_encoder(name, pretrained=_pointed_at(name, folder))
+
+
+def test_bert_config_without_model_type_loads_and_builds(tmp_path):
+    """prajjwal1/bert-small's layout: Google's config.json (no "model_type"), vocab.txt only."""
+    import json
+    import shutil
+
+    import transformers as tf
+
+    folder = tmp_path / "bert_small_like"
+    config = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 64, "vocab_size": 30522, "max_position_embeddings": 64,
+              "type_vocab_size": 2, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+              "attention_probs_dropout_prob": 0.1, "initializer_range": 0.02}
+    torch.manual_seed(0)
+    original = tf.BertForPreTraining(tf.BertConfig(**config))
+    original.save_pretrained(folder)
+    (folder / "config.json").write_text(json.dumps(config))  # as published: no model_type
+    shutil.copy(f"{minilm_path()}/vocab.txt", folder)
+    with pytest.raises(DataError, match="name it: model_type='bert'"):
+        load_sentence_model(str(folder))  # AutoConfig alone refuses this folder
+
+    enc = create_text_encoder("bert-small", pretrained=_pointed_at("bert-small", folder))
+    assert enc.embed_dim == 32 and enc.model.config.hidden_dropout_prob == 0.2
+    torch.testing.assert_close(enc.model.embeddings.word_embeddings.weight,
+                               original.bert.embeddings.word_embeddings.weight)
+    tok = enc.tokenize(["A Dog barking!"])
+    assert enc.tokenizer.decode(tok["input_ids"][0]) == "[CLS] a dog barking [SEP]"
+    assert enc.encode(["a dog barking"]).shape == (1, 32)
+
+    random = create_text_encoder("bert-small", model=str(folder))
+    assert random.embed_dim == 32 and random.model.config.hidden_dropout_prob == 0.2
+    assert not torch.equal(random.model.embeddings.word_embeddings.weight,
+                           original.bert.embeddings.word_embeddings.weight), "random init"
+    assert random.encode(["a dog barking"]).shape == (1, 32)
+    with pytest.raises(ConfigError, match="model_type"):
+        create_text_encoder("bert-small", model=str(folder), model_type="not-a-type")
+
+
+def test_paper4_cuts_ids_like_its_code_minilm_truncates():
+    """Paper 4's code tokenises without truncation and keeps the first 32 columns, so a long
+    caption loses [SEP]; MiniLM (sentence-transformers) truncates and keeps it."""
+    import transformers as tf
+
+    tokenizer = tf.AutoTokenizer.from_pretrained(minilm_path())
+    caption = "a man speaks loudly while cars pass by on a busy wet road " * 4
+    cfg = dataclasses.replace(encoder_spec("text", "bert-base").config, hidden_size=32)
+    assert cfg.truncate == "cut" and encoder_spec("text", "minilm").config.truncate == "tokenizer"
+    model = tf.BertModel(tf.BertConfig(vocab_size=len(tokenizer), hidden_size=32,
+                                       num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=64))
+    cut = SentenceEncoder(model, tokenizer, cfg).tokenize([caption, "a dog"])
+    full = tokenizer([caption])["input_ids"][0]
+    assert len(full) > 32
+    assert cut["input_ids"][0].tolist() == full[:32]
+    assert tokenizer.sep_token_id not in cut["input_ids"][0].tolist()
+    assert cut["attention_mask"].shape == (2, 32) and cut["attention_mask"][1].sum() == 4
+    kept = SentenceEncoder(model, tokenizer, dataclasses.replace(cfg, truncate="tokenizer"))
+    ids = kept.tokenize([caption])["input_ids"][0].tolist()
+    assert ids[:31] == full[:31] and ids[-1] == tokenizer.sep_token_id
+    with pytest.raises(ConfigError, match="truncate"):
+        dataclasses.replace(cfg, truncate="end")
+
+
+def test_hub_weight_sets_pass_their_revision(monkeypatch):
+    import transformers as tf
+
+    seen = {}
+
+    def stop(path, **kwargs):
+        seen.update(kwargs, path=path)
+        raise OSError("offline")
+
+    monkeypatch.setattr(tf.CONFIG_MAPPING["bert"], "from_pretrained", stop)
+    weights = encoder_spec("text", "bert-small").pretrained[0]
+    assert "revision" in weights.extra
+    pinned = dataclasses.replace(weights, extra={**weights.extra, "revision": "abc123"})
+    with pytest.raises(DataError, match="offline"):
+        create_text_encoder("bert-small", pretrained=pinned)
+    assert seen["path"] == "prajjwal1/bert-small" and seen["revision"] == "abc123"
 
 
 def test_unreadable_source_is_named(tmp_path):

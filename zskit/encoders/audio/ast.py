@@ -225,7 +225,10 @@ class ASTEncoder(AudioEncoder):
                 f"AST expects features (B, {self.cfg.max_length}, {self.cfg.num_mel_bins}), got "
                 f"{tuple(fbank.shape)}; compute them with encoder.features(waveforms)."
             )
-        out = self.audio_spectrogram_transformer(input_values=fbank)
+        ast = self.audio_spectrogram_transformer
+        # the float32 front end feeds a model that may be cast to bfloat16 / half
+        dtype = ast.embeddings.patch_embeddings.projection.weight.dtype
+        out = ast(input_values=fbank.to(dtype))
         pooled = out.pooler_output  # ([CLS] + [DIST]) / 2 after the final LayerNorm
         logits = self.classifier(pooled) if self.classifier is not None else None
         return EncoderOutput(embedding=pooled, tokens=out.last_hidden_state[:, 2:], logits=logits)
@@ -283,7 +286,8 @@ _HUB = "https://huggingface.co/"
 _LICENCE = "BSD-3-Clause"  # the licence tag of MIT's AST model cards (and of github.com/YuanGongND/ast)
 
 #: The MIT AST checkpoints on the Hugging Face hub; ``extra["config"]`` holds the fields they fix
-#: (the registry applies them).
+#: (the registry applies them). ``extra["revision"]`` pins the hub commit; None (the newest) until
+#: someone looks the commit ids up online, which could not be done where these were written.
 AST_PRETRAINED: list[PretrainedCfg] = [
     PretrainedCfg(
         tag="audioset", url=_HUB + "MIT/ast-finetuned-audioset-10-10-0.4593", licence=_LICENCE,
@@ -291,14 +295,14 @@ AST_PRETRAINED: list[PretrainedCfg] = [
         notes="AST (ImageNet + AudioSet), stride 10x10, 1024 frames, AudioSet mAP 0.4593 "
               "(paper 2's single model). Loaded with transformers' from_pretrained; the hub "
               "verifies the download.",
-        extra={"hf_id": "MIT/ast-finetuned-audioset-10-10-0.4593",
+        extra={"hf_id": "MIT/ast-finetuned-audioset-10-10-0.4593", "revision": None,
                "config": {"frontend": KaldiFbankConfig.ast(), "num_classes": 527}},
     ),
     PretrainedCfg(
         tag="speechcommands", url=_HUB + "MIT/ast-finetuned-speech-commands-v2", licence=_LICENCE,
         verified="keys", sample_rate=16000, mean=-6.845978, std=5.5654526, num_classes=35,
         notes="AST on Speech Commands V2 (35 classes), 128 frames, accuracy 98.1% in paper 2.",
-        extra={"hf_id": "MIT/ast-finetuned-speech-commands-v2",
+        extra={"hf_id": "MIT/ast-finetuned-speech-commands-v2", "revision": None,
                "config": {"frontend": KaldiFbankConfig.ast_speechcommands(), "num_classes": 35}},
     ),
 ]
@@ -316,6 +320,6 @@ def _build_ast(cfg: ASTEncoderConfig, pretrained: PretrainedCfg | None) -> ASTEn
         if not source:
             raise ConfigError(f"AST weights {pretrained.tag!r} name no checkpoint; set "
                               "extra={'hf_id': <hub id or local directory>}.")
-        load_ast_pretrained(model, source)
+        load_ast_pretrained(model, source, revision=pretrained.extra.get("revision"))
     return model
 

@@ -225,6 +225,7 @@ class PannsCnn(AudioEncoder):
         if lengths is not None and bool((lengths == x.shape[-1]).all()):
             lengths = None  # nothing is padded: the faster batched path gives the same result
         mel, frames = self.logmel(x, lengths)
+        mel = mel.to(self.bn0.weight.dtype)  # float32 front end, model maybe bfloat16 / half
         x = self.bn0(mel.unsqueeze(1).transpose(1, 3)).transpose(1, 3)  # bn0 over mel bins
         for block, pool in zip(self.blocks, cfg.pools):
             mask = _frame_mask(frames, x)

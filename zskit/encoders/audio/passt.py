@@ -364,7 +364,8 @@ class PaSST(AudioEncoder):
         c = self.cfg
         if spec.ndim == 3:
             spec = spec.unsqueeze(1)
-        x = self.patch_embed(spec)  # (B, D, F', T')
+        # the float32 front end feeds a model that may be cast to bfloat16 / half
+        x = self.patch_embed(spec.to(self.patch_embed.proj.weight.dtype))  # (B, D, F', T')
         b, _, n_f, n_t = x.shape
         t_pos = self.time_new_pos_embed
         if n_f != c.freq_positions:

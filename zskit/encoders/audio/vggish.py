@@ -191,7 +191,7 @@ class Vggish(AudioEncoder):
                 f"patches must be (N, 1, frames, mels) or (N, frames, mels), got "
                 f"{tuple(patches.shape)}; build them with Vggish.patches(waveforms)."
             )
-        x = self.features(patches)
+        x = self.features(patches.to(self.features[0].weight.dtype))  # the model may be bf16
         x = x.permute(0, 2, 3, 1).flatten(1)  # TensorFlow's NHWC flattening order
         x = self.embeddings(x)
         return self.quantize(x) if self.cfg.postprocess else x

@@ -253,8 +253,10 @@ class Yamnet(AudioEncoder):
         ``(N, 1, F, M)`` when ``start`` is 0, which also applies the input clamp; otherwise the
         output of layer ``start - 1``). Running a frozen prefix once and the rest later is how
         the last layers are fine-tuned cheaply (``zskit.models.retrieval_ablations``)."""
-        if start == 0 and self.cfg.input_range is not None:
-            x = x.clamp(*self.cfg.input_range)
+        if start == 0:  # float32 log-mel patches, model maybe cast to bfloat16 / half
+            if self.cfg.input_range is not None:
+                x = x.clamp(*self.cfg.input_range)
+            x = x.to(self.layer1.conv.weight.dtype)
         for name in self.layer_names[start:stop]:
             x = getattr(self, name)(x)
         return x

