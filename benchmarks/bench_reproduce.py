@@ -7,11 +7,12 @@ records each executed cell's duration; a notebook's wall time minus its cells' i
 and shut-down. Cells are put in one bucket by what they call (first match wins):
 
 - imports: a cell that starts with imports and is mostly imports;
-- training: ``fit(``, ``fit_...(`` or the notebooks' experiment runners that train heads
-  (``evaluate(``, ``run_methods(``, ``run_condition(``, ``explorer.train()``);
+- training: ``fit(``, ``fit_...(`` or the notebooks' experiment runners that train
+  (``evaluate(``, ``run_methods(``, ``run_condition(``, ``run_retrieval(``,
+  ``finetune_method(``, ``explorer.train()``);
 - embedding: ``embed_manifest``, ``EmbeddingCache(``, ``.compute()``, ``embedded_corpus``,
-  ``spectrogram_images``, ``encode_audio``, ``encode_text``, ``encode_labels``, ``.encode(``
-  or ``.embed(``;
+  ``spectrogram_images``, ``encode_audio``, ``encode_text``, ``encode_labels``,
+  ``embed_texts``, ``.encode(`` or ``.embed(``;
 - everything else (metrics, plots, widgets, writing results) is "other".
 
     .venv/bin/python benchmarks/bench_reproduce.py [--full] [--only 00 01] [--keep DIR]
@@ -32,10 +33,10 @@ import nbformat
 
 BUCKETS = ("kernel start-up", "imports", "embedding", "training", "other")
 TRAINING = re.compile(r"\bfit\(|\bfit_\w+\(|\bevaluate\(|run_methods\(|run_condition\(|"
-                      r"explorer\.train\(\)")
+                      r"run_retrieval\(|finetune_method\(|explorer\.train\(\)")
 EMBEDDING = re.compile(r"embed_manifest|EmbeddingCache\(|\.compute\(\)|embedded_corpus|"
-                       r"spectrogram_images|encode_audio|encode_text|encode_labels|\.encode\(|"
-                       r"\.embed\(")
+                       r"spectrogram_images|encode_audio|encode_text|encode_labels|embed_texts|"
+                       r"\.encode\(|\.embed\(")
 
 
 def bucket(source: str) -> str:
