@@ -3,7 +3,8 @@ tests/test_notebooks.py).
 
 Every run: each label space reports near/distant/random mAP, Pearson r inside its interval, the
 family separation of its label space, and the apps produced results (explorer, search, fold
-explorer). Default runs also assert what the notebook shows: both label spaces place an
+explorer); the explorer's precision is zero-shot (its query's classes held out of training, test
+clips ranked). Default runs also assert what the notebook shows: both label spaces place an
 instrument closer to its own family than to others, and held-out classes with relatives in
 training are tagged better than random. A smoke run (15 test clips) is too small for the second
 claim, so only shapes and ranges are checked there.
@@ -36,6 +37,10 @@ def check(metrics: dict[str, Any]) -> None:
         assert math.isclose(sep["separation"], sep["within"] - sep["between"], abs_tol=1e-9), sep
         assert 0.0 <= metrics["explorer"]["precision"][space] <= 1.0
     assert metrics["explorer"]["results"] > 0, "the zero-shot explorer returned no clip"
+    explorer = metrics["explorer"]
+    assert explorer["held_out"] and explorer["split"] == "test", (
+        f"explorer precision is not zero-shot: held out {explorer['held_out']}, ranked "
+        f"{explorer['split']!r} clips")
     scores = [row["score"] for row in metrics["search"]["results"]]
     assert scores and scores == sorted(scores, reverse=True), f"search results unranked: {scores}"
     classes = metrics["fold_explorer"]["classes"]

@@ -29,7 +29,8 @@ def good() -> dict:
         "proximity": {s: {"r": 0.2, "low": -0.1, "high": 0.45, "p": 0.2, "n": 98} for s in SPACES},
         "family_separation": {s: {"within": 0.5, "between": 0.3, "separation": 0.2}
                               for s in SPACES},
-        "explorer": {"query": "cello", "results": 5, "precision": dict.fromkeys(SPACES, 0.4)},
+        "explorer": {"query": "cello", "results": 5, "held_out": ["cello"], "split": "test",
+                     "precision": dict.fromkeys(SPACES, 0.4)},
         "search": {"query": "a cello", "results": [{"clip": "a", "score": 0.9},
                                                    {"clip": "b", "score": 0.7}]},
         "fold_explorer": {"family": "brass", "classes": [{"name": "tuba", "ap": 0.4}]},
@@ -60,3 +61,9 @@ def test_good_metrics_pass_and_bad_ones_fail():
     bad["fold_explorer"]["classes"] = []
     with pytest.raises(AssertionError, match="fold explorer"):
         checks_06.check(bad)
+    for field, value in (("held_out", []), ("split", "all")):
+        bad = copy.deepcopy(good())
+        bad["explorer"][field] = value  # trained on the query's classes, or ranking training clips
+        bad["smoke"] = True
+        with pytest.raises(AssertionError, match="not zero-shot"):
+            checks_06.check(bad)

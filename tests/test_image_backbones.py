@@ -415,3 +415,35 @@ def test_replace_keeps_configs_frozen_and_valid():
     assert dataclasses.replace(cfg, layer=0).layer == 0
     with pytest.raises(ConfigError, match="layer"):
         dataclasses.replace(cfg, layer=5)
+
+
+def test_images_take_the_input_statistics_of_the_weights():
+    """ViT-B/16's and EfficientNet-Lite0's weights saw (x - 0.5) / 0.5 of ImageNet pixels (mean
+    about -0.1, std about 0.45), ResNet-50's ImageNet-normalised ones (mean 0, std 1)."""
+    from zskit.encoders.audio.image_backbones import (
+        EFFICIENTNET_LITE0_IMAGENET,
+        RESNET50_IMAGENET,
+        VIT_B16_IMAGENET,
+        input_statistics,
+    )
+
+    vit = input_statistics(VIT_B16_IMAGENET)
+    expected_mean = sum((m - 0.5) / 0.5 for m in (0.485, 0.456, 0.406)) / 3
+    expected_std = sum(s / 0.5 for s in (0.229, 0.224, 0.225)) / 3
+    assert vit == pytest.approx({"input_mean": expected_mean, "input_std": expected_std}, abs=1e-4)
+    assert input_statistics(RESNET50_IMAGENET) == pytest.approx(
+        {"input_mean": 0.0, "input_std": 1.0}, abs=1e-4)
+    lite = input_statistics(EFFICIENTNET_LITE0_IMAGENET)
+    assert lite == pytest.approx({"input_mean": (expected_mean * 0.5 + 0.5 - 127 / 255) * 255 / 128,
+                                  "input_std": expected_std * 0.5 * 255 / 128}, abs=1e-4)
+    enc = create_audio_encoder("efficientnet_lite0", pretrained=True, image_size=(64, 64)).eval()
+    assert (enc.cfg.input_mean, enc.cfg.input_std) == (lite["input_mean"], lite["input_std"])
+    img = enc.image(_waves(2, 1.5))
+    torch.testing.assert_close(img.mean(dim=(1, 2, 3)), torch.full((2,), lite["input_mean"]),
+                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(img.std(dim=(1, 2, 3), unbiased=False),
+                               torch.full((2,), lite["input_std"]), atol=1e-4, rtol=0)
+    random_init = _tiny("efficientnet_lite0")  # no weights: plain standardisation
+    assert (random_init.cfg.input_mean, random_init.cfg.input_std) == (0.0, 1.0)
+    with pytest.raises(ConfigError, match="input_std"):
+        _tiny("vit_b16", input_std=0.0)

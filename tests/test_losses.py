@@ -181,6 +181,13 @@ def test_info_nce_rejects_bad_arguments():
         info_nce(audio, text, temperature=0.1, clip_ids=[0, 1])
     with pytest.raises(ConfigError, match=r"\(B, D\)"):
         info_nce(audio, text[:3], temperature=0.1)
+    with pytest.raises(ConfigError, match="empty"):
+        info_nce(audio[:0], text[:0], temperature=0.1)
+    with pytest.raises(ConfigError, match="empty"):
+        info_nce(audio[:0], text[:0], temperature=0.1, clip_ids=[])
+    for bad in (-10.0, 0.0, torch.tensor(-14.3)):
+        with pytest.raises(ConfigError, match="logit_scale"):
+            info_nce(audio, text, logit_scale=bad)
 
 
 def test_hierarchical_bce_is_the_weighted_sum_and_respects_masks():

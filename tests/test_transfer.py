@@ -86,8 +86,13 @@ def test_image_augment_masks_and_stretches_only_in_training():
     assert torch.equal(augment.eval()(images), images)
     out = augment.train()(images)
     assert out.shape == images.shape
-    # half-speed stretch: a 40-frame image becomes 20 frames, centred between zero columns
-    assert (out[..., :10] == 0).all() and (out[..., 30:] == 0).all()
+    # half-speed stretch: a 40-frame image becomes 20 frames, centred between columns of the
+    # image's minimum (silence), which is also what the masks fill with
+    floor = images.amin(dim=(1, 2, 3), keepdim=True).expand(-1, -1, 16, 10)
+    assert torch.equal(out[..., :10], floor) and torch.equal(out[..., 30:], floor)
+    assert (out >= images.amin(dim=(1, 2, 3), keepdim=True)).all()
+    masked = out == images.amin(dim=(1, 2, 3), keepdim=True)
+    assert masked[..., 10:30].any(), "the masks should fill with the minimum too"
     identity = ImageAugment(freq_mask=0.0, time_mask=0.0, stretch=(1.0, 1.0)).train()
     assert torch.equal(identity(images), images)
     for bad in ({"freq_mask": 1.0}, {"stretch": (1.2, 1.0)}, {"stretch": (0.0, 1.0)}):
@@ -111,6 +116,46 @@ def test_partial_finetune_trains_last_blocks_and_keeps_classifier_frozen():
     assert {n for n, _ in trainable} == set(names)
     assert all(p.grad is not None for _, p in trainable)
     assert encoder.backbone._conv_stem.weight.grad is None
+
+
+def test_frozen_blocks_stay_in_eval_mode_while_training():
+    """EfficientNet-Lite's blocks drop their residual branch at random in training mode; frozen
+    blocks must not (they would only add noise), trainable ones must."""
+    encoder = create_audio_encoder("efficientnet_lite0", tiny=True, drop_connect_rate=0.5)
+    partial_finetune(encoder, 1)
+    blocks = list(encoder.backbone._blocks)
+    wrapped = ImageInputEncoder(encoder).train()
+    assert all(not b.training for b in blocks[:-1]), "frozen blocks must stay in eval mode"
+    assert blocks[-1].training and wrapped.training
+    images = torch.randn(4, 1, *encoder.cfg.image_size)
+    seen = []
+    hook = blocks[-2].register_forward_hook(lambda _m, _i, out: seen.append(out.detach()))
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        wrapped(images)
+    hook.remove()
+    torch.testing.assert_close(seen[0], seen[1], rtol=0, atol=0)
+    wrapped.eval()
+    assert not blocks[-1].training
+
+
+def test_partial_finetune_counts_only_blocks_that_feed_the_embedding():
+    from zskit.encoders.audio.image_backbones import ViTAudioConfig, ViTAudioEncoder
+
+    # embedding from layer 1 of 4: layers 2 and 3 feed only the logits (frozen at creation)
+    encoder = ViTAudioEncoder(ViTAudioConfig.tiny(num_layers=4, layer=1))
+    names = partial_finetune(encoder, 2)
+    layers = {n.split(".")[3] for n in names if ".layers." in n or ".layer." in n}
+    assert layers == {"0", "1"}, names
+    assert not any(p.requires_grad for n, p in encoder.named_parameters()
+                   if "classifier" in n or ".2." in n or ".3." in n)
+    assert partial_finetune(encoder, 0) == []
+    with pytest.raises(ConfigError, match="k=-1"):
+        partial_finetune(encoder, -1)
+    for p in encoder.parameters():
+        p.requires_grad_(False)  # nothing feeds the embedding any more
+    with pytest.raises(ConfigError, match="nothing to train"):
+        partial_finetune(encoder, 2)
 
 
 def test_memo_encode_calls_the_encoder_once_per_new_caption():
@@ -199,15 +244,24 @@ def _write_wordnet(root):
         + line(parent, "bowed_stringed_instrument", "string", "000"))
     (root / "index.noun").write_text(
         f"{header}in n 1 0 1 0 {violin:08d}\nviolin n 1 1 @ 1 3 {violin:08d}\n")
-    for pos in ("verb", "adj", "adv"):
+    # "beat": a verb in more tagged senses than a noun (its hypernym "defeat" is not used);
+    # "drone": a noun no sense of which is tagged (no entry)
+    beat = len(header)
+    defeat = beat + len(line(0, "beat", "trounce", hypernym(0)))
+    (root / "data.verb").write_text(header + line(beat, "beat", "trounce", hypernym(defeat))
+                                    + line(defeat, "defeat", "get_the_better_of", "000"))
+    (root / "index.verb").write_text(f"{header}beat v 1 1 @ 1 5 {beat:08d}\n")
+    with open(root / "index.noun", "a") as f:
+        f.write(f"beat n 1 1 @ 1 2 {parent:08d}\ndrone n 1 1 @ 1 0 {violin:08d}\n")
+    for pos in ("adj", "adv"):
         (root / f"data.{pos}").write_text(header)
         (root / f"index.{pos}").write_text(header)
 
 
 def test_wordnet_lexicon_reads_database_files(tmp_path, monkeypatch):
     _write_wordnet(tmp_path)
-    lexicon = wordnet_lexicon(["Violin", "in", "cello"], root=tmp_path)
-    assert lexicon.synonyms == {"violin": ("fiddle",)}
+    lexicon = wordnet_lexicon(["Violin", "in", "cello", "beat", "drone"], root=tmp_path)
+    assert lexicon.synonyms == {"violin": ("fiddle",), "beat": ("trounce",)}
     assert lexicon.hypernyms == {"violin": ("bowed stringed instrument",)}
     noise = TextNoise(p=1.0, kinds=("hypernym",), lexicon=lexicon)
     assert noise(["A violin plays."], np.random.default_rng(0)) == [

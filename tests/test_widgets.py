@@ -175,3 +175,11 @@ def test_clips_from_corpus_and_validation(toy):
     assert clips.truth == [["cello", "tuba"], ["tuba"]] and clips.captions == ["a cello", ""]
     with pytest.raises(DataError, match="one id, path"):
         Clips(ids=["a"], paths=[], captions=[""], truth=[[]])
+    part = toy["clips"].subset(np.array([5, 2]))
+    full = toy["clips"]
+    assert part.ids == [full.ids[5], full.ids[2]] and part.truth == [full.truth[5], full.truth[2]]
+    assert part.paths == [full.paths[5], full.paths[2]] and part.captions[0] == full.captions[5]
+    with pytest.raises(DataError, match="out of range"):
+        full.subset([0, len(full)])
+    with pytest.raises(DataError, match="one id, path"):
+        full.subset([])

@@ -100,7 +100,12 @@ def _scale(
         if temperature <= 0:
             raise ConfigError(f"info_nce temperature={temperature} must be > 0, e.g. 0.07.")
         return 1.0 / temperature
-    return logit_scale.float() if isinstance(logit_scale, torch.Tensor) else float(logit_scale)
+    scale = logit_scale.float() if isinstance(logit_scale, torch.Tensor) else float(logit_scale)
+    if not bool(torch.all(torch.as_tensor(scale) > 0)):
+        raise ConfigError(f"info_nce logit_scale={logit_scale!r} must be > 0 (a negative scale "
+                          "rewards dissimilar pairs): pass the multiplier, e.g. "
+                          "model.logit_scale.exp(), not the log-scale.")
+    return scale
 
 
 def info_nce(
@@ -129,6 +134,9 @@ def info_nce(
             f"info_nce: audio {tuple(audio.shape)} and text {tuple(text.shape)} must both be "
             "(B, D) with row i of each forming pair i."
         )
+    if len(audio) == 0:
+        raise ConfigError("info_nce: the batch is empty; pass at least one (audio, text) pair "
+                          "(drop empty batches before the loss).")
     scale = _scale(logit_scale, temperature)
     logits = scale * (audio.float() @ text.float().T)
     if clip_ids is not None and positives is not None:

@@ -301,7 +301,8 @@ def wordnet_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 def _wordnet_index(directory: Path, pos: str, words: set[str]) -> dict[str, tuple[int, int]]:
-    """``lemma -> (tagged sense count, offset of the most frequent sense)`` for ``words``."""
+    """``lemma -> (senses seen in the sense-tagged corpus, offset of the most frequent sense)``
+    for ``words``."""
     out = {}
     with open(directory / f"index.{pos}", encoding="utf-8") as f:
         for line in f:
@@ -333,13 +334,19 @@ def wordnet_lexicon(vocabulary: Sequence[str], root: str | os.PathLike | None = 
                     max_options: int = 3) -> Lexicon:
     """A :class:`Lexicon` from WordNet for the words of ``vocabulary`` (e.g. every caption word).
 
-    Each word is taken in its most frequent sense, in the part of speech where WordNet's sense-tagged
-    corpus counts it most often (``fast`` as an adjective). Synonyms: the other lemmas of that
-    sense (at most ``max_options``); hypernyms: the first lemma of each of its hypernyms (violin ->
-    bowed stringed instrument; verbs have hypernyms too: whisper -> talk). Inflected forms ("plays") are not in WordNet's index and
-    get nothing; :func:`default_lexicon`'s table covers the corpus' common ones, and
-    ``Lexicon`` tables can be merged (see notebook 05). Function words (:data:`STOP_WORDS`) are
-    skipped. Needs WordNet's files (:func:`wordnet_dir`).
+    A deliberately simple word-sense choice, without the caption's context: each word is taken in
+    the part of speech in which WordNet's sense-tagged corpus saw most of its senses (ties: noun,
+    verb, adjective, adverb), and there in its first (most frequent) sense. A part of speech in
+    which the corpus saw none of the word's senses has no frequency order, so it is not used, and
+    a word seen in none gets no entry. Synonyms: the other lemmas of that sense (at most
+    ``max_options``). Hypernyms: the first lemma of each hypernym of that sense, for nouns only
+    (violin -> bowed stringed instrument): verb hypernyms name an action, and for words that
+    captions use as nouns ("a lively beat") the verb sense gave "get the better of". The most
+    frequent sense is still not always the caption's ("organ" -> "body part"), so notebook 05
+    lets :func:`default_lexicon`'s hand-written table override these entries (``Lexicon``
+    tables merge as dicts). Inflected forms ("plays") are not in WordNet's index and get
+    nothing. Function words (:data:`STOP_WORDS`) are skipped. Needs WordNet's files
+    (:func:`wordnet_dir`).
     """
     if max_options < 1:
         raise ConfigError(f"max_options={max_options} must be >= 1.")
@@ -349,7 +356,7 @@ def wordnet_lexicon(vocabulary: Sequence[str], root: str | os.PathLike | None = 
     best: dict[str, tuple[int, str, int]] = {}  # lemma -> (tagged count, pos, offset)
     for pos in _WN_POS:
         for lemma, (tagged, offset) in _wordnet_index(directory, pos, words).items():
-            if lemma not in best or tagged > best[lemma][0]:
+            if tagged > 0 and (lemma not in best or tagged > best[lemma][0]):
                 best[lemma] = (tagged, pos, offset)
     synonyms: dict[str, list[str]] = {}
     hypernyms: dict[str, list[str]] = {}
@@ -361,8 +368,9 @@ def wordnet_lexicon(vocabulary: Sequence[str], root: str | os.PathLike | None = 
                 word = lemma.replace("_", " ")
                 lemmas, parents = _wordnet_synset(data, offset)
                 synonyms[word] = [w for w in lemmas if w != word]
-                names = [_wordnet_synset(data, off)[0][0] for off in parents]
-                hypernyms[word] = [n for n in names if n != word][:max_options]
+                if pos == "noun":
+                    names = [_wordnet_synset(data, off)[0][0] for off in parents]
+                    hypernyms[word] = [n for n in names if n != word][:max_options]
     return Lexicon(
         synonyms={w: tuple(o[:max_options]) for w, o in synonyms.items() if o},
         hypernyms={w: tuple(o) for w, o in hypernyms.items() if o},
@@ -401,17 +409,26 @@ def _match_case(template: str, word: str) -> str:
 
 def _replace_from(text: str, table: Mapping[str, Sequence[str]], rng: np.random.Generator
                   ) -> str | None:
-    """Replace one word or two-word phrase found in ``table``; None when nothing matches."""
+    """Replace one word or two-word phrase found in ``table``; None when nothing matches.
+
+    The longest match wins, read left to right: a word inside a matched phrase is not replaced on
+    its own ("French horn" may become "brass instrument", never "French noisemaker").
+    """
     tokens = list(_WORD.finditer(text))
     spans = []
-    for i, m in enumerate(tokens):
-        if m.group().lower() in table:
-            spans.append((m.start(), m.end(), m.group()))
+    i = 0
+    while i < len(tokens):
+        m = tokens[i]
         if i + 1 < len(tokens):
             phrase_end = tokens[i + 1].end()
             phrase = text[m.start():phrase_end]
             if " ".join(phrase.lower().split()) in table:
                 spans.append((m.start(), phrase_end, phrase))
+                i += 2
+                continue
+        if m.group().lower() in table:
+            spans.append((m.start(), m.end(), m.group()))
+        i += 1
     if not spans:
         return None
     start, end, found = spans[int(rng.integers(len(spans)))]
@@ -422,9 +439,10 @@ def _replace_from(text: str, table: Mapping[str, Sequence[str]], rng: np.random.
 
 @dataclass(frozen=True)
 class TextNoise:
-    """Paper 5's text augmentation: a fraction ``p`` of each batch gets one perturbation.
+    """Paper 5's text augmentation: each caption, with probability ``p``, gets one perturbation.
 
-    Each chosen caption gets one of ``kinds`` (misspelling, synonym, hypernym) picked uniformly
+    Captions are drawn independently, so ``p`` holds for batches of any size (also of one). Each
+    chosen caption gets one of ``kinds`` (misspelling, synonym, hypernym) picked uniformly
     among those that apply to it (a caption with no word in the lexicon can only be misspelt).
     """
 
@@ -456,9 +474,8 @@ class TextNoise:
         return candidates[int(rng.integers(len(candidates)))] if candidates else text
 
     def __call__(self, texts: Sequence[str], rng: np.random.Generator) -> list[str]:
-        """The batch with ``round(p * len(texts))`` captions, chosen at random, perturbed."""
+        """The batch with each caption perturbed with probability ``p`` (draws from ``rng``)."""
         out = list(texts)
-        n = round(self.p * len(out))
-        for i in rng.choice(len(out), size=n, replace=False) if n else []:
+        for i in np.flatnonzero(rng.random(len(out)) < self.p):
             out[int(i)] = self.perturb(out[int(i)], rng)
         return out

@@ -64,6 +64,17 @@ class Clips:
                    captions=[c[0] if c else "" for c in corpus.captions],
                    truth=[[n for n, v in zip(names, row) if v] for row in corpus.labels])
 
+    def subset(self, rows: Sequence[int]) -> Clips:
+        """The clips at ``rows``, in that order (e.g. a test split's rows, to rank only those)."""
+        rows = [int(i) for i in rows]
+        bad = [i for i in rows if not 0 <= i < len(self)]
+        if bad:
+            raise DataError(f"rows {bad[:5]} are out of range for {len(self)} clips; pass row "
+                            "numbers of these clips (e.g. TaggingData.rows('test')).")
+        return Clips(ids=[self.ids[i] for i in rows], paths=[self.paths[i] for i in rows],
+                     captions=[self.captions[i] for i in rows],
+                     truth=[self.truth[i] for i in rows])
+
     def player(self, row: int) -> widgets.Audio:
         """An audio player holding clip ``row``'s file as stored (loaded when shown)."""
         path = self.paths[row]

@@ -47,7 +47,7 @@ from zskit.cache import files_digest
 from zskit.devices import module_device
 from zskit.errors import ConfigError, DataError
 from zskit.fileio import atomic_write
-from zskit.models.dual_encoder import unfreeze_last_blocks
+from zskit.models.dual_encoder import encoder_blocks, unfreeze_last_blocks
 from zskit.paths import data_root
 
 __all__ = [
@@ -107,9 +107,12 @@ class ImageAugment(nn.Module):
     """Paper 5's spectrogram augmentation on images ``(B, 1, H, W)``, in training mode only.
 
     A random time stretch (each image resampled along time by a factor drawn uniformly from
-    ``stretch``, then centre-cropped or zero-padded back to ``W``: faster audio is narrower), then
+    ``stretch``, then centre-cropped or padded back to ``W``: faster audio is narrower), then
     SpecAugment's frequency and time masks (widths up to ``freq_mask`` and ``time_mask`` as
-    fractions of ``H`` and ``W``). Masks fill with 0, the mean of a standardised image.
+    fractions of ``H`` and ``W``). Padding and masks fill with each image's minimum: the images are
+    of clips centred in silence, and silence is the lowest value of a spectrogram image (about
+    -0.37 after standardisation to mean 0 and std 1, not 0), so what the augmentation adds looks
+    like silence.
     """
 
     def __init__(self, freq_mask: float = 0.15, time_mask: float = 0.15,
@@ -136,7 +139,7 @@ class ImageAugment(nn.Module):
                               align_corners=False)[0]
             left = (new - width) // 2 if new >= width else -((width - new) // 2)
             out.append(x[..., left:left + width] if new >= width else
-                       F.pad(x, (-left, width - new + left)))
+                       F.pad(x, (-left, width - new + left), value=float(image.min())))
         return torch.stack(out)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -145,7 +148,8 @@ class ImageAugment(nn.Module):
         x = self._stretch(images)
         masks = SpecAugment(freq_mask_param=int(self.freq_mask * x.shape[-2]),
                             time_mask_param=int(self.time_mask * x.shape[-1]))
-        return masks(x)
+        keep = masks(torch.ones_like(x)).bool()  # SpecAugment fills with 0: where it masks
+        return torch.where(keep, x, x.amin(dim=(1, 2, 3), keepdim=True))
 
 
 class ImageInputEncoder(nn.Module):
@@ -153,8 +157,11 @@ class ImageInputEncoder(nn.Module):
 
     ``forward(images, lengths=None)`` returns clip embeddings ``(B, embed_dim)``; ``augment``
     (e.g. :class:`ImageAugment`) runs first, in training mode. The wrapped ``encoder`` is
-    ``self.encoder`` (freeze or unfreeze its blocks there). In training mode, batch norms whose
-    parameters are frozen stay in eval mode: frozen layers keep their pretrained statistics.
+    ``self.encoder`` (freeze or unfreeze its blocks there). In training mode, every submodule
+    whose parameters are all frozen stays in eval mode: frozen layers compute what they were
+    trained (or initialised) to compute, so their batch norms keep their statistics and their
+    stochastic parts stay off (EfficientNet-Lite's blocks drop their residual branch at random in
+    training mode: a frozen block would only add noise to what the trainable layers see).
     """
 
     def __init__(self, encoder: nn.Module, augment: nn.Module | None = None) -> None:
@@ -173,11 +180,11 @@ class ImageInputEncoder(nn.Module):
         return int(self.encoder.sample_rate)
 
     def train(self, mode: bool = True) -> ImageInputEncoder:
-        """Set training mode; batch norms with frozen parameters stay in eval mode."""
+        """Set training mode; submodules whose parameters are all frozen stay in eval mode."""
         super().train(mode)
         for m in self.encoder.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and not any(
-                    p.requires_grad for p in m.parameters()):
+            params = list(m.parameters())
+            if params and not any(p.requires_grad for p in params):
                 m.eval()
         return self
 
@@ -208,17 +215,32 @@ def embed_images(encoder: nn.Module, images: torch.Tensor, batch_size: int = 32,
 
 
 def partial_finetune(encoder: nn.Module, k: int) -> list[str]:
-    """Freeze ``encoder`` except its last ``k`` blocks and what follows them (paper 5: k = 2).
+    """Freeze ``encoder`` except the last ``k`` blocks that feed its embedding and what follows
+    them (paper 5: k = 2). Returns the trainable names.
 
     Call it on an encoder as created: parameters it froze itself (those that feed only the ImageNet
-    classifier's logits, which get no gradient from the embedding) stay frozen. Returns the
-    trainable names."""
-    fixed = [p for p in encoder.parameters() if not p.requires_grad]
-    names = unfreeze_last_blocks(encoder, k)
-    fixed_ids = {id(p) for p in fixed}
-    for p in fixed:
-        p.requires_grad_(False)
-    return [n for n, p in encoder.named_parameters() if id(p) not in fixed_ids and n in names]
+    classifier's logits, which get no gradient from the embedding) stay frozen, and blocks made
+    only of those are not counted (a 4-layer ViT embedding layer 1 trains layers 0 and 1, not the
+    logit-only 2 and 3). Raises :class:`ConfigError` if ``k > 0`` would train nothing.
+    """
+    fixed_ids = {id(p) for p in encoder.parameters() if not p.requires_grad}
+    blocks = encoder_blocks(encoder)
+    logit_only = 0  # trailing blocks that feed only the logits
+    while logit_only < len(blocks) and all(id(p) in fixed_ids
+                                           for p in blocks[-1 - logit_only].parameters()):
+        logit_only += 1
+    names = set(unfreeze_last_blocks(encoder, k + logit_only if k > 0 else k))
+    trainable = []
+    for n, p in encoder.named_parameters():
+        if id(p) in fixed_ids:
+            p.requires_grad_(False)
+        elif n in names:
+            trainable.append(n)
+    if k > 0 and not trainable:
+        raise ConfigError(f"partial_finetune(k={k}) leaves nothing to train: every parameter of "
+                          f"{type(encoder).__name__} feeds only its logits. Train the "
+                          "projections only (k=0) or use another encoder.")
+    return trainable
 
 
 class MemoEncode:

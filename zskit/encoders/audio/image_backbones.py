@@ -9,9 +9,14 @@ encoder here runs the same steps:
    marks the real samples of an end-padded batch, so each clip is centred on its own audio);
 2. ``LinearSpectrogram`` (row 0 = lowest frequency, columns = frames);
 3. bilinear, antialiased resize to ``image_size`` (``None`` keeps the native size);
-4. standardisation of each spectrogram image to mean 0, std 1 (``standardize``). The weights expect
-   per-channel normalised RGB, which has about these statistics per channel; a spectrogram has one
-   channel, so one standardisation serves all three, which keeps step 5's two modes identical;
+4. standardisation of each spectrogram image to mean 0, std 1 (``standardize``), then the affine
+   map to ``input_mean`` and ``input_std``: the statistics of the inputs the weights were trained
+   on, i.e. ImageNet images after the weights' own RGB normalisation (:func:`input_statistics`).
+   ResNet-50's ImageNet normalisation gives about mean 0, std 1; ViT-B/16's and EfficientNet-Lite0's
+   ``(x - 0.5) / 0.5`` give about mean -0.1, std 0.45. ``create_audio_encoder`` sets both fields
+   from the weight set (random init: 0 and 1); being config fields, they are part of the key of
+   cached images. A spectrogram has one channel, so one mean and std (averaged over RGB) serve all
+   three, which keeps step 5's two modes identical;
 5. channel adaptation: ``channels="stack"`` repeats the image on the 3 input channels (the paper);
    ``channels="sum"`` gives the first convolution one input channel whose kernel is the sum of the
    three pretrained ones, the same function at a third of that layer's cost;
@@ -69,11 +74,16 @@ __all__ = [
     "SpectrogramImageEncoder",
     "ViTAudioConfig",
     "ViTAudioEncoder",
+    "input_statistics",
     "load_efficientnet_lite0_weights",
     "load_hf_pretrained",
 ]
 
 _CHANNEL_MODES = ("stack", "sum")
+#: ImageNet's per-channel RGB mean and std on 0-1 pixels (the statistics torchvision's and the
+#: Hugging Face processors' ImageNet normalisation use)
+_IMAGENET_RGB_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_RGB_STD = (0.229, 0.224, 0.225)
 _STD_FLOOR = 1e-5  # standardisation of a constant (silent) image gives zeros, not inf
 
 #: microsoft/resnet-50 on the Hugging Face hub: ResNet-50 v1.5 (stride in the 3x3 convolution)
@@ -87,8 +97,9 @@ RESNET50_IMAGENET = PretrainedCfg(
     std=(0.229, 0.224, 0.225),
     num_classes=1000,
     notes="Paper 5 used torchvision's ImageNet ResNet-50 (same architecture, other weights; "
-          "torchvision is not a zskit dependency). RGB normalisation is replaced by per-image "
-          "standardisation of the spectrogram (see the module docstring).",
+          "torchvision is not a zskit dependency). Spectrogram images are standardised per image "
+          "and mapped to the statistics this normalisation gives ImageNet images (see the "
+          "module docstring).",
     extra={"hub_id": "microsoft/resnet-50"},
 )
 
@@ -125,6 +136,29 @@ EFFICIENTNET_LITE0_IMAGENET = PretrainedCfg(
 )
 
 
+def input_statistics(pretrained: PretrainedCfg) -> dict[str, float]:
+    """``input_mean`` and ``input_std`` for weights trained with ``pretrained``'s normalisation.
+
+    The mean and std, averaged over RGB, of ImageNet images normalised as ``(x - mean) / std``
+    with the weight set's own ``mean`` and ``std``: what the first layer saw in training, so what
+    a standardised spectrogram image is mapped to (rounded to 4 digits, for readable configs).
+    """
+    if pretrained.mean is None or pretrained.std is None:
+        raise ConfigError(f"weight set {pretrained.tag!r} gives no input mean and std; set "
+                          "input_mean and input_std yourself.")
+    mean = torch.as_tensor(pretrained.mean, dtype=torch.float64).expand(3)
+    std = torch.as_tensor(pretrained.std, dtype=torch.float64).expand(3)
+    rgb_mean = torch.tensor(_IMAGENET_RGB_MEAN, dtype=torch.float64)
+    rgb_std = torch.tensor(_IMAGENET_RGB_STD, dtype=torch.float64)
+    return {"input_mean": round(float(((rgb_mean - mean) / std).mean()), 4),
+            "input_std": round(float((rgb_std / std).mean()), 4)}
+
+
+def _for_weights(cfg: Any, pretrained: PretrainedCfg | None) -> Any:
+    """``cfg`` with the input statistics of ``pretrained`` (unchanged for random init)."""
+    return cfg if pretrained is None else dataclasses.replace(cfg, **input_statistics(pretrained))
+
+
 def _check_positive_int(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{name}={value!r} must be a positive int.")
@@ -138,7 +172,9 @@ class ImageBackboneConfig:
     frontend: LinearSpectrogramConfig = field(default_factory=LinearSpectrogramConfig)
     pad_seconds: float | None = 40.0  # centred zero-padding / centre-cropping; None: keep lengths
     image_size: tuple[int, int] | None = (224, 224)  # (freq rows, time columns); None: no resize
-    standardize: bool = True  # per-image mean 0, std 1 (see the module docstring)
+    standardize: bool = True  # per-image mean 0, std 1, then input_mean and input_std
+    input_mean: float = 0.0  # mean of the images the weights saw (set from the weight set)
+    input_std: float = 1.0  # their std (see input_statistics and the module docstring)
     channels: str = "stack"  # 'stack': repeat on 3 channels (paper 5); 'sum': fold the first conv
 
     def __post_init__(self) -> None:
@@ -147,6 +183,8 @@ class ImageBackboneConfig:
                 f"frontend sample rate {self.frontend.sample_rate} != sample_rate "
                 f"{self.sample_rate}; give both the same value."
             )
+        if not self.input_std > 0:
+            raise ConfigError(f"input_std={self.input_std!r} must be positive (1.0: none).")
         if self.pad_seconds is not None and not self.pad_seconds > 0:
             raise ConfigError(f"pad_seconds={self.pad_seconds!r} must be positive, or None to keep "
                               "the clips' own lengths.")
@@ -381,7 +419,7 @@ class SpectrogramImageEncoder(AudioEncoder):
         if self.cfg.standardize:
             mean = img.mean(dim=(1, 2, 3), keepdim=True)
             std = img.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(_STD_FLOOR)
-            img = (img - mean) / std
+            img = (img - mean) / std * self.cfg.input_std + self.cfg.input_mean
         return img
 
     def forward_image(self, image: torch.Tensor) -> EncoderOutput:
@@ -599,7 +637,7 @@ def load_efficientnet_lite0_weights(
     description="ResNet-50 (ImageNet) on linear spectrograms, FC 1000-d embedding (paper 5)",
 )
 def _build_resnet50(cfg: ResNetAudioConfig, pretrained: PretrainedCfg | None) -> ResNetAudioEncoder:
-    encoder = ResNetAudioEncoder(cfg)
+    encoder = ResNetAudioEncoder(_for_weights(cfg, pretrained))
     if pretrained is not None:
         load_hf_pretrained(encoder, pretrained.extra["hub_id"])
     return encoder
@@ -611,7 +649,7 @@ def _build_resnet50(cfg: ResNetAudioConfig, pretrained: PretrainedCfg | None) ->
     description="ViT-B/16 (ImageNet) on linear spectrograms, layer-11 MLP 768-d (paper 5)",
 )
 def _build_vit_b16(cfg: ViTAudioConfig, pretrained: PretrainedCfg | None) -> ViTAudioEncoder:
-    encoder = ViTAudioEncoder(cfg)
+    encoder = ViTAudioEncoder(_for_weights(cfg, pretrained))
     if pretrained is not None:
         load_hf_pretrained(encoder, pretrained.extra["hub_id"])
     return encoder
@@ -624,7 +662,7 @@ def _build_vit_b16(cfg: ViTAudioConfig, pretrained: PretrainedCfg | None) -> ViT
 )
 def _build_efficientnet_lite0(cfg: EfficientNetLiteAudioConfig,
                               pretrained: PretrainedCfg | None) -> EfficientNetLiteAudioEncoder:
-    encoder = EfficientNetLiteAudioEncoder(cfg)
+    encoder = EfficientNetLiteAudioEncoder(_for_weights(cfg, pretrained))
     if pretrained is not None:
         load_efficientnet_lite0_weights(encoder, pretrained=pretrained)
     return encoder
