@@ -52,7 +52,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from filelock import FileLock
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -61,7 +60,7 @@ from zskit.audio.segments import pad_batch, segment
 from zskit.data.manifest import Corpus
 from zskit.devices import module_device, resolve_amp, resolve_device
 from zskit.errors import AudioLoadError, ConfigError, DataError
-from zskit.fileio import atomic_write, write_json
+from zskit.fileio import atomic_write, process_lock, write_json
 from zskit.paths import data_root
 from zskit.train.distributed import DistInfo, barrier, setup_distributed
 
@@ -446,7 +445,7 @@ class EmbeddingCache:
         written page resident in this process, so its RSS would grow with N.
         """
         if not self.complete:  # else another process (a second notebook, say) merged meanwhile
-            with FileLock(str(self.directory / MERGE_LOCK)):
+            with process_lock(self.directory / MERGE_LOCK, self.directory):
                 if not self.complete:  # checked again: it may have merged while this one waited
                     self._merge_shards(shards, dist)
                     return

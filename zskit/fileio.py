@@ -7,8 +7,10 @@ and a failure deletes the temporary file and leaves ``path`` as it was.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
+import logging
 import os
 import uuid
 from collections.abc import Iterable, Iterator
@@ -16,9 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-from zskit.errors import ConfigError
+from filelock import FileLock
 
-__all__ = ["atomic_write", "file_digests", "file_sha256", "write_json"]
+from zskit.errors import ConfigError, DataError
+
+__all__ = ["atomic_write", "file_digests", "file_sha256", "process_lock", "write_json"]
+
+logger = logging.getLogger(__name__)
+
+# errno values of a file system that has no locks (some network and FUSE mounts)
+_NO_LOCKING = {errno.ENOSYS, errno.ENOLCK, errno.ENOTSUP, errno.EOPNOTSUPP}
 
 _CHUNK = 1 << 20  # bytes read at a time when hashing
 
@@ -70,3 +79,33 @@ def file_digests(path: str | os.PathLike,
 def file_sha256(path: str | os.PathLike) -> str:
     """The SHA-256 hex digest of a file, streamed (large files are never read whole)."""
     return file_digests(path, ("sha256",))["sha256"]
+
+
+@contextmanager
+def process_lock(lock_path: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold the inter-process lock file ``lock_path`` (``filelock``), so that one process at a
+    time writes ``what`` (two torchrun ranks, two notebooks).
+
+    A folder that cannot be written is a :class:`~zskit.errors.DataError`. A file system without
+    locks (some network and FUSE mounts) gets a warning and no lock: concurrent writers there
+    are the user's to avoid, as before zskit locked.
+    """
+    lock_path = Path(lock_path)
+    lock = FileLock(str(lock_path))
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as err:
+        if err.errno in _NO_LOCKING:
+            logger.warning("%s cannot be locked (%s); writing %s without a lock: run one process "
+                           "at a time on this folder", lock_path, err, what)
+            yield
+            return
+        raise DataError(
+            f"Cannot write to {lock_path.parent} ({err}); make it writable, or choose another "
+            "folder (dest_dir or cache_dir, or the ZSKIT_DATA / ZSKIT_CACHE environment variables)."
+        ) from err
+    try:
+        yield
+    finally:
+        lock.release()

@@ -32,17 +32,14 @@ import urllib.parse
 import urllib.request
 import uuid
 import zipfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from filelock import FileLock
 from tqdm.auto import tqdm
 
 from zskit import __version__
 from zskit.errors import ConfigError, DataError
-from zskit.fileio import file_digests, write_json
+from zskit.fileio import file_digests, process_lock, write_json
 from zskit.paths import data_root
 
 __all__ = [
@@ -326,24 +323,6 @@ def _usable(remote: RemoteFile, final: Path) -> tuple[bool, str]:
     return False, f" (the existing {final} has {bad[0]} {bad[2]}, not {bad[1]})"
 
 
-@contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold the inter-process lock ``<path>.lock``, so that only one process writes ``path``."""
-    lock = FileLock(str(path) + ".lock")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lock.acquire()
-    except OSError as err:
-        raise DataError(
-            f"Cannot write to {path.parent} ({err}); make it writable, or choose another folder "
-            f"(dest_dir, or the ZSKIT_CACHE environment variable for the download cache)."
-        ) from err
-    try:
-        yield
-    finally:
-        lock.release()
-
-
 def download(
     remote_or_url: RemoteFile | str,
     dest_dir: str | os.PathLike | None = None,
@@ -377,7 +356,7 @@ def download(
     final = dest / remote.name
     if _usable(remote, final)[0]:  # checked before locking too: the cache may be read-only
         return final
-    with _exclusive(final):  # one download per file at a time, even across processes
+    with process_lock(str(final) + ".lock", final):  # one download of a file at a time
         usable, stale_note = _usable(remote, final)  # another process may have fetched it
         if usable:
             return final
@@ -566,7 +545,7 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     archive, dest = Path(archive).expanduser(), Path(dest_dir).expanduser()
     if _extracted(archive.name, dest):
         return dest
-    with _exclusive(dest):  # one extraction into dest at a time, even across processes
+    with process_lock(str(dest) + ".lock", dest):  # one extraction into dest at a time
         if _extracted(archive.name, dest):  # another process finished it meanwhile
             return dest
         _extract_into(archive, dest)
