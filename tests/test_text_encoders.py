@@ -458,3 +458,17 @@ def test_a_target_with_no_known_word_borrows_no_score(caplog):
     assert not scorer.weights_[1].any() and scorer.weights_[0].sum() == pytest.approx(1.0)
     assert [m["class"] for m in scorer.matches()] == ["dog"] * 3
     np.testing.assert_array_equal(scorer.score(np.ones((2, 3)))[:, 1], 0.0)
+
+
+def test_a_source_with_no_known_word_is_never_a_match():
+    """A zero-vector source has cosine 0 to every target; where the real sources are all
+    negatively similar it would win the top-k without this rule."""
+    from zskit.label_matching import label_transfer_weights
+
+    target = np.array([[1.0, 0.0]])
+    source = np.array([[-0.5, 1.0], [0.0, 0.0], [-1.0, 0.2]])  # the middle one: no known word
+    weights, _ = label_transfer_weights(target, source, top_k=2, temperature=0.1)
+    assert weights[0, 1] == 0.0, f"the zero-vector source got weight {weights[0, 1]}"
+    assert weights[0, [0, 2]].sum() == pytest.approx(1.0)
+    with pytest.raises(ConfigError, match="no source class name"):
+        label_transfer_weights(target, np.zeros((3, 2)))

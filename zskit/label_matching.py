@@ -65,7 +65,8 @@ def label_transfer_weights(
 
     A target with a zero embedding (a word-vector encoder's ``on_unknown="zero"`` for a name with
     no known word) is equally far from every source: its row of weights is all zero rather than
-    top_k arbitrary sources, so it scores 0 on every clip.
+    top_k arbitrary sources, so it scores 0 on every clip. A source with a zero embedding is
+    never chosen (its similarity 0 could otherwise beat real but negative ones).
     """
     t, s = _unit_rows(target_emb), _unit_rows(source_emb)
     if t.shape[1] != s.shape[1]:
@@ -74,8 +75,12 @@ def label_transfer_weights(
             "encode both name lists with the same label encoder."
         )
     sim = t @ s.T
-    k = min(top_k, s.shape[0])
-    top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+    known = s.any(axis=1)  # sources with a word-vector embedding
+    if not known.any():
+        raise ConfigError("no source class name has a known word; choose another label encoder.")
+    ranked = np.where(known, sim, -np.inf)  # a zero-vector source is never a match
+    k = min(top_k, int(known.sum()))
+    top = np.argpartition(-ranked, k - 1, axis=1)[:, :k]
     logits = np.take_along_axis(sim, top, axis=1) / temperature
     w_top = np.exp(logits - logits.max(axis=1, keepdims=True))
     w_top /= w_top.sum(axis=1, keepdims=True)
