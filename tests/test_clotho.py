@@ -145,3 +145,13 @@ def test_extract_7z_round_trip(tmp_path):
     dest = extract_7z(archive, tmp_path / "audio")
     assert (dest / "development" / "a.wav").read_bytes() == b"RIFF"
     assert extract_7z(archive, dest) == dest, "a second call is free"
+
+
+def test_prepare_clotho_reads_the_metadata_beside_hand_placed_captions(tmp_path):
+    write_clotho(tmp_path)
+    for path in list((tmp_path / "csv").iterdir()):  # every CSV directly in the target folder
+        path.rename(tmp_path / path.name)
+    (tmp_path / "csv").rmdir()
+    corpus = load_corpus(prepare_clotho(tmp_path))
+    assert corpus.manifest["keywords"].tolist() == ["dog;bark;animal", "rain;roof", "rain;roof"]
+    assert corpus.manifest["sound_id"].tolist() == [100, 101, 102]

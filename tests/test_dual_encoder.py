@@ -466,3 +466,72 @@ def test_pretraining_takes_the_targets_training_split_and_never_its_test_clips(t
 def test_rewrites_need_one_list_per_caption():
     with pytest.raises(DataError, match="clip 0 has 1 rewrite lists for 2 captions"):
         RetrievalPairs(torch.zeros(1, 4), [["a dog", "a cat"]], [[["x"]]])
+
+
+def test_overlapping_segments_of_a_clip_do_not_depend_on_the_rest_of_the_batch():
+    clip = torch.randn(100)
+    alone = segment_average(MeanEncoder(), clip[None], torch.tensor([100]), 100, 50)
+    batch = torch.zeros(2, 200)
+    batch[0], batch[1, :100] = clip.repeat(2), clip
+    together = segment_average(MeanEncoder(), batch, torch.tensor([200, 100]), 100, 50)
+    assert torch.allclose(together[1], alone[0]), "a longer clip in the batch changed this one"
+    assert together[1, 1] == 100, "a 100-sample clip is one 100-sample segment"
+
+
+def _source_corpus(root, clip_ids, splits, name, **columns):
+    manifest = pd.DataFrame({"clip_id": clip_ids, "path": [f"{c}.wav" for c in clip_ids],
+                             "split": splits, **columns})
+    n = len(clip_ids)
+    return Corpus(root, manifest, {"name": name}, [], np.zeros((n, 0), np.int8),
+                  np.zeros((n, 0), bool), [["x"]] * n)
+
+
+def test_pretraining_finds_wavcaps_copies_of_the_targets_test_clips(tmp_path):
+    clotho = _source_corpus(tmp_path / "clotho", ["dog", "rain", "cafe"],
+                            ["train", "validation", "test"], "ClothoV2.1",
+                            sound_id=[100, 101, 102.0])
+    wavcaps = _source_corpus(tmp_path / "wavcaps", ["FreeSound/102", "FreeSound/7",
+                                                    "AudioSet_SL/Y--0w1YA1Hm4_30.000_40.000"],
+                             ["train"] * 3, "WavCaps",
+                             source=["FreeSound", "FreeSound", "AudioSet_SL"])
+    with pytest.raises(DataError, match=r"1 validation/test clips.*FreeSound/102.*overlap='drop'"):
+        pretraining_corpora([wavcaps], clotho)
+    kept = pretraining_corpora([wavcaps, clotho], clotho, overlap="drop")
+    assert [p.manifest["clip_id"].tolist() for p in kept] == [
+        ["FreeSound/7", "AudioSet_SL/Y--0w1YA1Hm4_30.000_40.000"], ["dog"]]
+    assert kept[0].captions == [["x"], ["x"]] and len(kept[0].labels) == 2
+    audiocaps = _source_corpus(tmp_path / "audiocaps", ["--0w1YA1Hm4_30", "abcdefghijk_0"],
+                               ["test", "train"], "AudioCaps",
+                               youtube_id=["--0w1YA1Hm4", "abcdefghijk"])
+    with pytest.raises(DataError, match="AudioSet_SL/Y--0w1YA1Hm4"):
+        pretraining_corpora([wavcaps], audiocaps)
+    with pytest.raises(ConfigError, match="overlap='keep'"):
+        pretraining_corpora([wavcaps], clotho, overlap="keep")
+
+
+def test_embeddings_are_float32_under_autocast_and_in_a_bf16_model():
+    pairs = RetrievalPairs(torch.randn(6, 8), [["x"], ["y"]] * 3)
+    pairs.text_embeddings = torch.randn(len(pairs.texts), 8)
+    model = DualEncoder.from_embeddings(8, 8, dim=4)
+    expected = evaluate_retrieval(model, pairs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.embed_audio(pairs.audio).dtype == torch.float32
+        assert evaluate_retrieval(model, pairs)["text_to_audio"].keys() == expected[
+            "text_to_audio"].keys()
+    model.to(torch.bfloat16)
+    assert model.encode_audio(torch.randn(2, 8)).dtype == torch.bfloat16
+    assert model.embed_text(torch.randn(3, 8)).dtype == torch.float32
+
+
+def test_a_caption_string_in_place_of_a_list_is_refused_and_empty_inputs_embed_to_nothing():
+    with pytest.raises(DataError, match=r"captions\[1\] is a string.*\[\[caption\]"):
+        RetrievalPairs(torch.zeros(2, 4), [["a cat"], "a dog barks"])
+    model = DualEncoder.from_embeddings(4, 4, dim=3)
+    assert model.embed_text(torch.zeros(0, 4)).shape == (0, 3)
+    assert model.embed_audio(torch.zeros(0, 4)).shape == (0, 3)
+    enc = MeanEncoder()
+    enc.embed_dim = 2
+    waves = DualEncoder(enc, Precomputed(3), dim=2).encode_audio(torch.ones(2, 10), [10, 5])
+    assert waves.shape == (2, 2), "lengths as a list"
+    with pytest.raises(ConfigError, match="Precomputed and cannot load audio files"):
+        model.embed_audio(["a.wav"])

@@ -62,6 +62,18 @@ def test_crops_are_consecutive_patches_of_the_clip(yamnet, tmp_path):
         assert min(errors) < 1e-2 * clip.abs().max(), errors  # fp16 rounding only
 
 
+def test_a_clip_shorter_than_the_crop_gets_the_same_patches_in_any_batch(yamnet, tmp_path):
+    for folder in ("short", "long"):
+        (tmp_path / folder).mkdir()
+    short = _clips(tmp_path / "short", 1.0, yamnet.sample_rate, n=2)
+    long = _clips(tmp_path / "long", 4.0, yamnet.sample_rate, n=1)
+    alone = yamnet_stems(yamnet, short, crop_patches=3, batch_size=2, cache_dir=tmp_path / "a")
+    mixed = yamnet_stems(yamnet, long + short, crop_patches=3, batch_size=3,
+                         cache_dir=tmp_path / "b")
+    assert alone.shape[:2] == (2, 3) and mixed.shape[:2] == (3, 3)
+    assert torch.equal(alone, mixed[1:]), "padding a short clip must not depend on its batch"
+
+
 def test_stem_errors(yamnet, tmp_path):
     paths = _clips(tmp_path, 2.0, yamnet.sample_rate, n=1)
     with pytest.raises(ConfigError, match="keep_last"):

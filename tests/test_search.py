@@ -158,3 +158,17 @@ def test_a_faiss_index_that_cannot_be_built_says_what_to_use(factory):
     items = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ConfigError, match="IVF1,Flat|backend='exact'"):
         EmbeddingIndex(items, backend="faiss", faiss_factory=factory)
+
+
+def test_audio_search_runs_a_model_method_in_eval_mode_and_restores_training():
+    from zskit.models.dual_encoder import DualEncoder
+
+    torch.manual_seed(0)
+    words = {w: torch.randn(8) for w in "abc"}
+    model = DualEncoder.from_embeddings(8, 8, dim=16, projection="mlp", dropout=0.5,
+                                        encode_text=lambda ts: torch.stack([words[t] for t in ts]))
+    index = EmbeddingIndex(model.embed_audio(torch.randn(50, 8)))
+    expected = AudioSearch(model.embed_text, index).search("a", k=5)["row"].tolist()
+    engine = AudioSearch(model.encode_text, index)  # a model in training mode: dropout on
+    assert all(engine.search("a", k=5)["row"].tolist() == expected for _ in range(4))
+    assert model.training and model.audio_projection[2].training

@@ -2,7 +2,7 @@
 
 >>> index = EmbeddingIndex(audio_embeddings, ids=clip_ids)        # exact, batched, torch
 >>> hits = index.search(query_embeddings, k=10)                    # SearchResult
->>> engine = AudioSearch(model.encode_text, index)                 # queries as text
+>>> engine = AudioSearch(model.embed_text, index)                  # queries as text
 >>> engine.search("a dog barks while a car passes", k=5)           # DataFrame: rank, id, score
 
 Scores are cosine similarities (rows are L2-normalised). The exact back end computes the
@@ -195,8 +195,10 @@ class AudioSearch:
     """Text queries against an embedded audio collection: ``search(query_text, k)``.
 
     ``encode_text(texts) -> (n, dim)`` embeds queries into the collection's space (e.g. a
-    :class:`~zskit.models.dual_encoder.DualEncoder`'s ``encode_text``); ``index`` holds the audio
-    embeddings and clip ids.
+    :class:`~zskit.models.dual_encoder.DualEncoder`'s ``embed_text``); ``index`` holds the audio
+    embeddings and clip ids. When ``encode_text`` is a method of a torch module (``encode_text``
+    of a model still in training mode, say), the module runs in eval mode for the search, so that
+    dropout does not make the ranking random.
     """
 
     def __init__(self, encode_text: Callable[[list[str]], Any], index: EmbeddingIndex) -> None:
@@ -211,6 +213,15 @@ class AudioSearch:
         if not texts or any(not isinstance(t, str) or not t.strip() for t in texts):
             raise ConfigError(f"query_text {query_text!r} must be a non-empty string or a list "
                               "of them.")
-        result = self.index.search(self.encode_text(texts), k)
+        owner = getattr(self.encode_text, "__self__", None)
+        was_training = isinstance(owner, torch.nn.Module) and owner.training
+        if was_training:
+            owner.eval()
+        try:
+            queries = self.encode_text(texts)
+        finally:
+            if was_training:
+                owner.train()
+        result = self.index.search(queries, k)
         frames = [result.frame(i) for i in range(len(texts))]
         return frames[0] if single else frames

@@ -145,10 +145,15 @@ def read_clotho_csv(path: str | os.PathLike) -> pd.DataFrame:
                        quoting=csv.QUOTE_MINIMAL)
 
 
+def _csv_path(root: Path, name: str) -> Path | None:
+    """``<root>/csv/<name>``, else ``<root>/<name>``, else None."""
+    return next((c for c in (root / "csv" / name, root / name) if c.is_file()), None)
+
+
 def _find_csv(root: Path, name: str) -> Path:
-    for candidate in (root / "csv" / name, root / name):
-        if candidate.is_file():
-            return candidate
+    found = _csv_path(root, name)
+    if found is not None:
+        return found
     raise DataError(f"{name} is not in {root / 'csv'} or {root}; run download_clotho({root}) "
                     "or copy the Clotho CSV files there.")
 
@@ -169,8 +174,8 @@ def prepare_clotho(target_dir: str | os.PathLike | None = None,
     rows, absent, total = [], [], 0
     for split in splits:
         captions = read_clotho_csv(_find_csv(root, _NAMES["captions"].format(split)))
-        meta_path = root / "csv" / _NAMES["metadata"].format(split)
-        meta = read_clotho_csv(meta_path) if meta_path.is_file() else None
+        meta_path = _csv_path(root, _NAMES["metadata"].format(split))  # as the captions CSV
+        meta = read_clotho_csv(meta_path) if meta_path is not None else None
         if "file_name" not in captions.columns:
             raise DataError(f"the Clotho captions CSV of {split} has no file_name column "
                             f"(columns: {list(captions.columns)}); re-download it.")

@@ -38,6 +38,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ __all__ = [
     "Precomputed",
     "RetrievalPairs",
     "chance_retrieval_metrics",
+    "clip_recordings",
     "contrastive_loss",
     "corpus_keywords",
     "corpus_pairs",
@@ -179,6 +181,12 @@ def _embed_dim(encoder: Any, side: str) -> int:
     return dim
 
 
+def _project(projection: nn.Module, features: torch.Tensor) -> torch.Tensor:
+    """``projection(features)`` with the features cast to the projection's dtype (fp32, or the
+    bf16/fp16 a whole model was cast to; autocast still picks its own)."""
+    return projection(features.to(next(projection.parameters()).dtype))
+
+
 def _trainable(module: Any) -> bool:
     return isinstance(module, nn.Module) and any(p.requires_grad for p in module.parameters())
 
@@ -190,7 +198,10 @@ def segment_average(encoder: nn.Module, waveforms: torch.Tensor, lengths: torch.
 
     ``waveforms`` ``(B, T)`` end-padded, ``lengths`` ``(B,)`` real samples (None: all real).
     Segments are ``segment_samples`` long, ``hop_samples`` apart (default: no overlap); the last
-    one is zero-padded and its real length passed to the encoder.
+    one is zero-padded and its real length passed to the encoder. Each clip gets the segments
+    :func:`zskit.audio.segments.segment` would cut from it alone, so its embedding does not depend
+    on how long the other clips of the batch are (with overlap, a segment that starts inside the
+    clip may still only repeat samples the previous one already covered).
     """
     b, n = waveforms.shape
     if lengths is None:
@@ -200,12 +211,20 @@ def segment_average(encoder: nn.Module, waveforms: torch.Tensor, lengths: torch.
     segs, _ = segment(waveforms, segment_samples, hop)  # (B, S, L)
     starts = torch.arange(segs.shape[1], device=waveforms.device) * hop
     real = (lengths[:, None] - starts[None, :]).clamp(0, segment_samples)  # (B, S)
-    used = real > 0
-    used[:, 0] = True  # an empty clip still gets its first segment
+    # segment i belongs to a clip of length L when i < 1 + ceil((L - segment) / hop)
+    used = starts[None, :] + (segment_samples - hop) < lengths[:, None]
+    used[:, 0] = True  # a clip no longer than one segment (or empty) gets its first segment
     owner = torch.arange(b, device=waveforms.device)[:, None].expand_as(used)[used]
     emb = encoder(segs[used], real[used].clamp_min(1))
     counts = torch.bincount(owner, minlength=b).unsqueeze(1).to(emb.dtype)
     return emb.new_zeros(b, emb.shape[1]).index_add_(0, owner, emb) / counts
+
+
+def _stack(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
+    """Batches of embeddings as one float32 CPU tensor; ``(0, dim)`` for no batch."""
+    if not parts:
+        return torch.zeros(0, dim)
+    return torch.cat([p.float().cpu() for p in parts])
 
 
 class DualEncoder(nn.Module):
@@ -269,7 +288,7 @@ class DualEncoder(nn.Module):
         if isinstance(encoder, Precomputed):
             return encoder(audio.to(self.device).float())
         audio = audio.to(self.device)
-        lengths = None if lengths is None else lengths.to(self.device)
+        lengths = None if lengths is None else torch.as_tensor(lengths, device=self.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and _trainable(encoder)):
             if self.cfg.segment_seconds is None:
                 return encoder(audio, lengths)
@@ -282,7 +301,7 @@ class DualEncoder(nn.Module):
                      normalize: bool = True) -> torch.Tensor:
         """Audio in the shared space ``(B, dim)``: waveforms ``(B, T)`` (with ``lengths``) or
         precomputed embeddings; L2-normalised rows by default."""
-        z = self.audio_projection(self.audio_features(audio, lengths).float())
+        z = _project(self.audio_projection, self.audio_features(audio, lengths))
         return F.normalize(z, dim=-1) if normalize else z
 
     # -- text ------------------------------------------------------------------------------------
@@ -313,7 +332,7 @@ class DualEncoder(nn.Module):
     def encode_text(self, text: Any, normalize: bool = True) -> torch.Tensor:
         """Text in the shared space ``(B, dim)``: a string, a list of strings, tokens (a dict from
         the encoder's ``tokenize``) or precomputed embeddings; L2-normalised rows by default."""
-        z = self.text_projection(self.text_features(text).float())
+        z = _project(self.text_projection, self.text_features(text))
         return F.normalize(z, dim=-1) if normalize else z
 
     def forward(self, audio: torch.Tensor, text: Any, lengths: torch.Tensor | None = None
@@ -325,7 +344,8 @@ class DualEncoder(nn.Module):
     @torch.no_grad()
     def embed_audio(self, audio: torch.Tensor | Sequence[str | Path], batch_size: int = 64,
                     max_seconds: float | None = None) -> torch.Tensor:
-        """Normalised audio embeddings ``(N, dim)`` on the CPU, in eval mode.
+        """Normalised float32 audio embeddings ``(N, dim)`` on the CPU, in eval mode (also under
+        autocast or in a bf16/fp16 model, so that they can be compared and turned into numpy).
 
         ``audio``: precomputed embeddings ``(N, D)`` or audio files (loaded at the encoder's
         sample rate, the first ``max_seconds`` kept when given).
@@ -335,28 +355,32 @@ class DualEncoder(nn.Module):
         try:
             if isinstance(audio, (torch.Tensor, np.ndarray)):
                 x = torch.as_tensor(audio)
-                return torch.cat([self.encode_audio(x[a:a + batch_size]).cpu()
-                                  for a in range(0, len(x), batch_size)])
+                return _stack([self.encode_audio(x[a:a + batch_size])
+                               for a in range(0, len(x), batch_size)], self.cfg.dim)
+            if isinstance(self.audio_encoder, Precomputed):
+                raise ConfigError("this model's audio side is Precomputed and cannot load audio "
+                                  "files; pass the clips' embeddings from the same audio encoder "
+                                  "(e.g. EmbeddingCache(...).embeddings) instead of their paths.")
             rate = int(self.audio_encoder.sample_rate)
             limit = None if max_seconds is None else round(max_seconds * rate)
             out = []
             for a in range(0, len(audio), batch_size):
                 waves, mask = pad_batch([load_audio(p, rate) for p in audio[a:a + batch_size]],
                                         max_length=limit)
-                out.append(self.encode_audio(waves, mask.sum(1)).cpu())
-            return torch.cat(out)
+                out.append(self.encode_audio(waves, mask.sum(1)))
+            return _stack(out, self.cfg.dim)
         finally:
             self.train(was_training)
 
     @torch.no_grad()
     def embed_text(self, text: Sequence[str] | torch.Tensor, batch_size: int = 256
                    ) -> torch.Tensor:
-        """Normalised text embeddings ``(N, dim)`` on the CPU, in eval mode."""
+        """Normalised float32 text embeddings ``(N, dim)`` on the CPU, in eval mode."""
         was_training = self.training
         self.eval()
         try:
-            return torch.cat([self.encode_text(text[a:a + batch_size]).cpu()
-                              for a in range(0, len(text), batch_size)])
+            return _stack([self.encode_text(text[a:a + batch_size])
+                           for a in range(0, len(text), batch_size)], self.cfg.dim)
         finally:
             self.train(was_training)
 
@@ -476,6 +500,11 @@ class RetrievalPairs(torch.utils.data.Dataset):
             raise DataError(f"clip {short[0]} has {len(self.rewrites[short[0]])} rewrite lists for "
                             f"{len(self.captions[short[0]])} captions; pass one list of rewrites "
                             "per caption (zskit.text_augment.make_rewrites does).")
+        single = next((i for i, c in enumerate(self.captions) if isinstance(c, str)), None)
+        if single is not None:
+            raise DataError(f"captions[{single}] is a string ({self.captions[single]!r}), not a "
+                            "list of captions: each character would become a caption. Pass one "
+                            "list per clip, e.g. [[caption] for caption in captions].")
         if not isinstance(self.audio, torch.Tensor) and self.sample_rate is None:
             raise ConfigError("audio files need sample_rate (the audio encoder's sample_rate).")
         self.texts: list[str] = []  # every caption, then every rewrite
@@ -626,8 +655,10 @@ class RetrievalPairs(torch.utils.data.Dataset):
         """A DataLoader with :meth:`collate` (fit uses its batch size, not TrainConfig's).
 
         ``items_per_epoch`` (with ``shuffle``): each epoch draws that many items at random without
-        replacement, e.g. ``n_clips`` to see about one caption per clip per epoch when the audio
-        encoder itself trains (five captions per clip would run it five times per clip).
+        replacement, e.g. ``n_clips`` to run a training audio encoder about once per clip per
+        epoch instead of five times (one per caption). The items are drawn from all captions, not
+        one per clip: with five captions per clip, an epoch of ``n_clips`` items sees about two
+        thirds of the clips, some of them more than once.
         """
         if items_per_epoch is not None and not 1 <= items_per_epoch <= len(self):
             raise ConfigError(f"items_per_epoch={items_per_epoch} must lie in [1, {len(self)}] "
@@ -668,28 +699,86 @@ def corpus_keywords(corpus: Any) -> list[list[str]]:
     return [split_list(cell) for cell in corpus.manifest["keywords"]]
 
 
-def pretraining_corpora(corpora: Sequence[Any], target: Any) -> list[Any]:
+#: A WavCaps AudioSet_SL id: ``Y`` + the 11-character YouTube id + ``_<start>...``.
+_AUDIOSET_STEM = re.compile(r"^Y([A-Za-z0-9_-]{11})(?:_|$)")
+OVERLAP_POLICIES = ("raise", "drop")
+
+
+def _manifest_id(value: Any, numeric: bool = False) -> str:
+    """A manifest cell as an id, '' when empty or missing; ``numeric`` (Freesound ids): ``102``
+    for 102, 102.0 or "102.0", as a CSV reader may have typed the column."""
+    text = "" if value is None else str(value).strip()
+    if text.lower() in ("", "nan", "none"):
+        return ""
+    return str(int(float(text))) if numeric and re.fullmatch(r"\d+(\.0*)?", text) else text
+
+
+def clip_recordings(corpus: Any) -> list[str]:
+    """Per clip, the recording it was taken from when its manifest says so, else ``""``:
+    ``"freesound:<id>"`` (Clotho's ``sound_id``, WavCaps' FreeSound ids) or ``"youtube:<id>"``
+    (AudioCaps' ``youtube_id``, WavCaps' AudioSet_SL ids). Two corpora share a clip under these
+    keys even when their files differ (WavCaps re-distributes Freesound and AudioSet audio)."""
+    m = corpus.manifest
+
+    def column(name: str) -> list[Any]:
+        return m[name].tolist() if name in m.columns else [""] * len(m)
+
+    out = []
+    for sound, youtube, source, clip in zip(column("sound_id"), column("youtube_id"),
+                                            column("source"), m["clip_id"].astype(str)):
+        stem = clip.rsplit("/", 1)[-1]
+        match = _AUDIOSET_STEM.match(stem) if source == "AudioSet_SL" else None
+        if _manifest_id(sound):
+            out.append(f"freesound:{_manifest_id(sound, numeric=True)}")
+        elif _manifest_id(youtube):
+            out.append(f"youtube:{_manifest_id(youtube)}")
+        elif source == "FreeSound" and _manifest_id(stem):
+            out.append(f"freesound:{_manifest_id(stem, numeric=True)}")
+        else:
+            out.append(f"youtube:{match.group(1)}" if match else "")
+    return out
+
+
+def pretraining_corpora(corpora: Sequence[Any], target: Any, overlap: str = "raise"
+                        ) -> list[Any]:
     """What each of ``corpora`` contributes to pre-training before fine-tuning on ``target``.
 
     Paper 4 pre-trains on ClothoV2's *training* split together with AudioCaps and WavCaps, then
     fine-tunes on ClothoV2: a corpus of the target data set (same folder, or the same
-    ``metadata["name"]``) gives its ``train`` split only, any other corpus every clip. A
-    target validation or test clip (by resolved audio path) found in what remains raises a
-    ``DataError``: pre-training on it would leak the test set into the model.
+    ``metadata["name"]``) gives its ``train`` split only, any other corpus every clip. A clip that
+    is a target validation or test clip, by resolved audio path or by the recording it was taken
+    from (:func:`clip_recordings`: WavCaps holds Freesound copies of Clotho's evaluation clips and
+    AudioSet copies of AudioCaps' test clips, as WavCaps' own blacklist files say), would leak the
+    test set into the model: ``overlap="raise"`` (default) raises a ``DataError``, ``"drop"``
+    leaves such clips out (logged).
     """
-    held_out = {p.resolve() for p, s in zip(target.paths, target.manifest["split"])
-                if s in ("validation", "test")}
+    if overlap not in OVERLAP_POLICIES:
+        raise ConfigError(f"overlap={overlap!r}; use one of {OVERLAP_POLICIES}.")
+    held = [s in ("validation", "test") for s in target.manifest["split"]]
+    held_paths = {p.resolve() for p, h in zip(target.paths, held) if h}
+    held_recordings = {r for r, h in zip(clip_recordings(target), held) if h and r}
     name = target.metadata.get("name")
     out = []
     for c in corpora:
         same = (Path(c.root).resolve() == Path(target.root).resolve()
                 or (name is not None and c.metadata.get("name") == name))
         part = c.split("train") if same else c
-        leaked = sorted(held_out & {p.resolve() for p in part.paths})
-        if leaked:
-            raise DataError(f"{len(leaked)} validation/test clips of the target corpus are also "
-                            f"in the pre-training corpus {c.root} (e.g. {leaked[0].name}); "
-                            "prepare it without them or leave it out of the pre-training list.")
+        leaked = np.asarray([p.resolve() in held_paths or r in held_recordings
+                             for p, r in zip(part.paths, clip_recordings(part))], dtype=bool)
+        if leaked.any() and overlap == "raise":
+            example = part.manifest["clip_id"].iloc[int(np.flatnonzero(leaked)[0])]
+            raise DataError(
+                f"{int(leaked.sum())} validation/test clips of the target corpus are also in the "
+                f"pre-training corpus {c.root}, as the same file or the same Freesound/YouTube "
+                f"recording (e.g. {example}); pass overlap='drop' to leave them out, prepare it "
+                "without them (prepare_wavcaps(..., exclude=ids)) or leave it out of the list.")
+        if leaked.any():
+            log.warning("left %d clips of %s out of pre-training: they are validation/test clips "
+                        "of the target corpus", int(leaked.sum()), c.root)
+            keep = np.flatnonzero(~leaked)
+            part = dataclasses.replace(part, manifest=part.manifest.iloc[keep].reset_index(drop=True),
+                                       labels=part.labels[keep], mask=part.mask[keep],
+                                       captions=[part.captions[i] for i in keep])
         out.append(part)
     return out
 
@@ -770,7 +859,7 @@ def evaluate_retrieval(model: DualEncoder, pairs: RetrievalPairs, batch_size: in
     audio = model.embed_audio(pairs.audio, batch_size=min(batch_size, 64),
                               max_seconds=pairs.max_seconds)
     text = model.embed_text(pairs.caption_inputs(), batch_size=batch_size)
-    scores = (text @ audio.T).numpy()
+    scores = text.numpy() @ audio.numpy().T  # float32 also under autocast, which would use bf16
     return retrieval_metrics_both(scores, pairs.relevance(), ks=ks)
 
 

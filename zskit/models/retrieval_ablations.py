@@ -95,7 +95,9 @@ def yamnet_stems(encoder: nn.Module, paths: Sequence[str | Path], keep_last: int
 
     ``crop_patches``: keep only that many consecutive patches of each clip (a crop of
     ``0.96 + 0.48 * (crop_patches - 1)`` s) at a start drawn once per clip from ``seed``; only the
-    crop is computed. None: every patch (all clips must then give the same number of patches).
+    crop is computed, and a clip shorter than the crop is zero-padded to it (every clip gets
+    ``crop_patches`` patches, whatever else is in its batch). None: every patch (all clips must
+    then give the same number of patches).
     Stored in ``cache_dir`` (default ``data_root()/cache/yamnet_stems``) under a key made of the
     encoder's config and weights, the settings and the files' paths, sizes and times.
     """
@@ -128,8 +130,9 @@ def yamnet_stems(encoder: nn.Module, paths: Sequence[str | Path], keep_last: int
                 wave = load_audio(f, rate)
                 if crop_patches is not None:
                     start = int(rng.integers(0, max(n - crop_patches, 0) + 1)) * cfg.hop_samples
-                    wave = wave[start:start + cfg.min_samples + (crop_patches - 1)
-                                * cfg.hop_samples]
+                    crop = cfg.min_samples + (crop_patches - 1) * cfg.hop_samples
+                    wave = nn.functional.pad(wave[start:start + crop],
+                                             (0, max(crop - (wave.shape[-1] - start), 0)))
                 waves.append(wave)
             longest = max(w.shape[-1] for w in waves)
             batch = torch.stack([nn.functional.pad(w, (0, longest - w.shape[-1])) for w in waves])
