@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import inspect
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,8 @@ from zskit.ast_recipes import (
     run_ast_recipe,
     transfer_ast,
 )
+from zskit.audio.frontends import KaldiFbank, KaldiFbankConfig
+from zskit.audio.io import load_audio
 from zskit.data.audioset import prepare_audioset, read_class_labels
 from zskit.data.esc50 import ESC50_CLASSES, prepare_esc50
 from zskit.encoders.audio.ast import ASTEncoder, ASTEncoderConfig
@@ -91,6 +96,9 @@ def test_esc50_cross_validation_trains_on_four_folds_and_tests_the_fifth(tmp_pat
     assert run.metric == "accuracy" and run.clips == 10 and run.epochs == 1
     with pytest.raises(ConfigError, match="the corpus has folds"):
         esc50_cross_validation(root, tiny_builder("esc50"), config=config, folds=(6,))
+    again = esc50_cross_validation(root, tiny_builder("esc50"), config=config, progress=False,
+                                   folds=np.array([2, 2]))  # e.g. np.unique(manifest.fold)
+    assert again.scores["fold"].tolist() == [2], "a numpy array of folds, each fold run once"
 
 
 def write_audioset(tmp_path: Path) -> Path:
@@ -134,7 +142,8 @@ def test_audioset_balanced_samples_balanced_averages_and_scores_the_eval_split(t
     monkeypatch.setattr(recipes, "predict", spy_predict)
     config = ast_train_config("audioset_balanced", max_epochs=2, batch_size=4, progress=False,
                               device="cpu")
-    run = audioset_balanced(corpus, tiny_builder("audioset_balanced"), config=config, num_samples=6)
+    run = audioset_balanced(corpus, tiny_builder("audioset_balanced"), config=config,
+                            balanced=True, num_samples=6)
     assert isinstance(seen["loader"].sampler, BalancedSampler) and len(seen["loader"].sampler) == 6
     assert seen["config"].select == "average" and seen["config"].average_last_k == 2
     assert seen["result"].averaged_state is not None, "weights averaged over the epochs"
@@ -150,13 +159,38 @@ def test_audioset_balanced_samples_balanced_averages_and_scores_the_eval_split(t
     assert run.metric == "mAP" and 0.0 < run.chance < 1.0
     assert run.scores.to_dict(orient="records")[0] | {"mAP": 0, "train_seconds": 0} == {
         "fold": "eval", "train_clips": 8, "test_clips": 4, "mAP": 0, "train_seconds": 0}
-    shuffled = audioset_balanced(corpus, tiny_builder("audioset_balanced"), config=config,
-                                 balanced=False)
-    assert isinstance(seen["loader"], recipes.FbankDataset), "AST's setting: plain shuffling"
+    shuffled = audioset_balanced(corpus, tiny_builder("audioset_balanced"), config=config)
+    assert isinstance(seen["loader"], recipes.FbankDataset), "the paper's default: plain shuffling"
     assert shuffled.scores["train_clips"][0] == 8
+    with pytest.raises(ConfigError, match="balanced=True"):
+        audioset_balanced(corpus, tiny_builder("audioset_balanced"), config=config, num_samples=6)
     with pytest.raises(DataError, match="no split 'validation'"):
         audioset_balanced(corpus, tiny_builder("audioset_balanced"), config=config,
                           eval_split="validation")
+
+
+def test_audioset_features_are_the_whole_clip_padded_at_the_end_as_ast_pads(tmp_path, monkeypatch):
+    corpus = write_audioset(tmp_path)  # 0.5 s clips: AST pads their filter banks to 1,024 frames
+    seen = {}
+
+    def spy_fit(model, data, **kw):
+        seen["data"] = data
+        raise KeyboardInterrupt  # the dataset is all this test needs
+
+    monkeypatch.setattr(recipes, "fit", spy_fit)
+    with pytest.raises(KeyboardInterrupt):
+        audioset_balanced(corpus, tiny_builder("audioset_balanced"), config=ast_train_config(
+            "audioset_balanced", max_epochs=1, progress=False, device="cpu"), balanced=False)
+    data = seen["data"]
+    features, _ = data[0]
+    frontend = KaldiFbank(data.frontend.cfg)
+    alone = frontend(load_audio(data.paths[0], 16000))[0]
+    torch.testing.assert_close(features, alone, msg="the clip from its start, nothing added")
+    frames = frontend.num_frames(8000)  # the real frames of a 0.5 s clip
+    padding = -frontend.cfg.norm_mean / (2 * frontend.cfg.norm_std)
+    assert features.shape[0] == 1024 and torch.allclose(features[frames:], torch.tensor(padding))
+    silence = (np.log(np.finfo(np.float32).eps) - frontend.cfg.norm_mean) / (2 * frontend.cfg.norm_std)
+    assert features[:frames].amax(1).min() > silence + 1, "no frames of digital silence in front"
 
 
 def test_transfer_ast_cuts_the_grid_and_copies_the_transformer():
@@ -214,6 +248,16 @@ def test_recipe_configs():
         run_ast_recipe("openmic", ".")
     with pytest.raises(DataError, match="prepare_esc50"):
         run_ast_recipe("esc50", "/nonexistent/esc50")
+
+
+def test_notebook_names_the_window_and_the_sampling_the_code_uses():
+    cells = json.loads(NOTEBOOK.read_text())["cells"]
+    text = " ".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    window = {"hanning": "Hann", "hamming": "Hamming"}[KaldiFbankConfig.ast().window_type]
+    said = re.search(r"AST feeds a Kaldi filter bank \(([^)]*)\)", text).group(1)
+    assert f"{window} windows" in said, f"section 1 describes AST's window as: {said}"
+    shuffles = inspect.signature(audioset_balanced).parameters["balanced"].default is False
+    assert ("balanced-set recipe (shuffled clips" in text) == shuffles, "section 5's sampling"
 
 
 def test_notebook_runs_the_esc50_recipe_in_smoke_mode(tmp_path, monkeypatch):

@@ -301,6 +301,12 @@ def test_too_short_inputs_raise_config_error():
         KaldiFbank()(torch.zeros(2, 200))
 
 
+@pytest.mark.parametrize("timing", [{"frame_shift_ms": 0.05}, {"frame_length_ms": 0.1}])
+def test_kaldi_frames_shorter_than_a_sample_are_a_config_error(timing):
+    with pytest.raises(ConfigError, match="need at least 2 and 1"):
+        KaldiFbankConfig(**timing)
+
+
 @pytest.mark.parametrize("frontend", [
     LogMel(LogMelConfig.passt()),
     LogMel(LogMelConfig.yamnet()),
@@ -354,3 +360,25 @@ def test_cpu_chunks_give_the_whole_batch_result(make, monkeypatch):
     monkeypatch.setattr(frontends, "_CPU_CHUNK_ELEMENTS", 1)  # one clip at a time
     chunked = frontend(x) if not isinstance(frontend, KaldiFbank) else frontend(x, lengths)
     torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("frontend", [
+    KaldiFbank(KaldiFbankConfig(num_mel_bins=32, target_length=None)),
+    KaldiFbank(KaldiFbankConfig(num_mel_bins=32, target_length=64, use_energy=True)),
+    LogMel(LogMelConfig.yamnet()), LinearSpectrogram()], ids=lambda m: type(m).__name__)
+def test_an_empty_batch_gives_an_empty_result_of_the_clip_shape(frontend):
+    one = frontend(torch.zeros(1, 16000))
+    for dtype in (torch.float32, torch.float64):
+        empty = frontend(torch.zeros(0, 16000, dtype=dtype))
+        assert empty.shape == (0, *one.shape[1:]) and empty.dtype == dtype
+    if isinstance(frontend, KaldiFbank):
+        assert frontend(torch.zeros(0, 16000), torch.zeros(0, dtype=torch.long)).shape[0] == 0
+
+
+@pytest.mark.parametrize("make", [KaldiFbank, LogMel, LinearSpectrogram],
+                         ids=lambda m: m.__name__)
+def test_integer_pcm_is_a_config_error_not_a_silent_rescale(make):
+    pcm = (torch.randn(1, 16000) * 3000).to(torch.int16)
+    with pytest.raises(ConfigError, match="32768"):
+        make()(pcm)
+    assert make()(pcm.float() / 32768).dtype == torch.float32

@@ -95,6 +95,30 @@ def test_mixup_loss_mixes_training_batches_and_masks():
         loss(model, (x, torch.arange(6)))
 
 
+def test_mixup_loss_leaves_unmixed_examples_masks_alone_and_casts_integer_targets():
+    seen = {}
+
+    def criterion(outputs, targets, *mask):
+        seen.update(outputs=outputs, targets=targets, mask=mask)
+        return torch.nn.functional.cross_entropy(outputs, targets)
+
+    model = nn.Linear(4, 4)
+    x = torch.randn(8, 4)
+    y = torch.nn.functional.one_hot(torch.arange(8) % 4, 4)  # int64 one-hot rows
+    mask = torch.ones(8, 4, dtype=torch.bool)
+    mask[::2, 3] = False  # class 3 unknown for the even rows
+    weights = torch.rand(8)  # a per-example float mask
+    model.train()
+    torch.manual_seed(0)
+    mixup_loss(criterion, prob=0.0)(model, (x, y, mask, weights))  # nothing is mixed
+    assert torch.equal(seen["mask"][0], mask), "an unmixed example keeps its own known labels"
+    assert torch.equal(seen["mask"][1], weights), "per-example weights of unmixed examples kept"
+    torch.testing.assert_close(seen["targets"], y.float())
+    model.eval()  # validation batches: the criterion gets float targets as in training
+    mixup_loss(criterion, prob=0.5)(model, (x, y))
+    assert seen["targets"].dtype == torch.float32
+
+
 def test_average_checkpoints_matches_the_mean(tmp_path):
     states = [{"w": torch.full((2,), float(k)), "n": torch.tensor(k)} for k in range(3)]
     atomic_save(states[0], tmp_path / "a.pt")
@@ -103,6 +127,14 @@ def test_average_checkpoints_matches_the_mean(tmp_path):
     assert torch.equal(avg["w"], torch.ones(2)) and int(avg["n"]) == 2, avg
     with pytest.raises(DataError, match="different parameters"):
         average_checkpoints([states[0], {"v": torch.zeros(1)}])
+
+
+def test_average_checkpoints_takes_models_and_rejects_other_objects():
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    avg = average_checkpoints([a, b.state_dict()])
+    torch.testing.assert_close(avg["weight"], (a.weight + b.weight).detach() / 2)
+    with pytest.raises(ConfigError, match="state dicts, models or checkpoint files"):
+        average_checkpoints([a, 3])
 
 
 def test_ensemble_averages_probabilities():
@@ -153,3 +185,18 @@ def test_spectrogram_classifier_augments_only_in_training():
         SpectrogramClassifier(nn.Linear(2, 2), "forward_fbank")
     with pytest.raises(ConfigError, match="without a classifier"):
         SpectrogramClassifier(ASTEncoder(ASTEncoderConfig.tiny()), "forward_fbank")(x)
+
+
+@pytest.mark.parametrize("epochs", [1, 2, 5, 8])
+def test_ast_weight_averaging_windows(epochs):
+    """Paper 2: full AudioSet averages every epoch "from the first to the last", balanced AudioSet
+    the last 20 (all of a shorter run); a single epoch has nothing to average."""
+    full = ast_train_config("audioset_full", max_epochs=epochs)
+    balanced = ast_train_config("audioset_balanced", max_epochs=epochs + 20)
+    if epochs == 1:
+        assert (full.average_last_k, full.select) == (0, "last")
+    else:
+        assert (full.average_last_k, full.select) == (epochs, "average")
+    assert balanced.average_last_k == 20
+    assert ast_train_config("audioset_full", max_epochs=epochs, average_last_k=1,
+                            select="last").average_last_k == 1, "an explicit window is kept"

@@ -6,11 +6,12 @@
   fold's top-1 accuracy with the last epoch's weights; the paper reports the mean over the folds.
   Filter banks (512 frames, ESC-50's statistics) are computed once for the 2,000 clips and reused
   by every fold (kept in ``cache_dir`` when given).
-- **Balanced AudioSet** (:func:`audioset_balanced`): the ``audioset_balanced`` recipe (balanced
-  sampling by default, SpecAugment 48 / 192, mixup of half the clips, BCE, lr halved every 5 epochs after the
-  10th, the weights of the last 20 epochs averaged), scored by mAP on the eval split. AudioSet's
-  filter banks do not fit in memory, so they are computed per clip in the data loader
-  (``TrainConfig.num_workers`` processes), as AST's own code does.
+- **Balanced AudioSet** (:func:`audioset_balanced`): the ``audioset_balanced`` recipe (shuffled
+  clips: the paper samples balanced batches on the full set only; SpecAugment 48 / 192, mixup of
+  half the clips, BCE, lr halved every 5 epochs after the 10th, the weights of the last 20 epochs
+  averaged), scored by mAP on the eval split. AudioSet's filter banks do not fit in memory, so they
+  are computed per clip in the data loader (``TrainConfig.num_workers`` processes), as AST's own
+  code does: each whole clip's frames, cut or padded (in the log domain) at the end to 1,024.
 - **Initialisation** (:func:`recipe_encoder`): ``"imagenet"`` adapts DeiT-B/384 (paper 2's AST-S),
   ``"audioset"`` starts from MIT's AudioSet AST with its positional grid cut to the recipe's
   length (AST-P, for ESC-50), ``"none"`` is random (the paper's "no pretrain" rows; with smaller
@@ -187,22 +188,34 @@ def recipe_config(recipe: str, init: str = "imagenet", *, epochs: int = 0, lr: f
 
 
 class FbankDataset(Dataset):
-    """``(features, target)`` of each file: the middle ``seconds`` at ``sample_rate`` (zero-padded
-    when shorter) through ``frontend``; computed per item, so the data loader's workers do it."""
+    """``(features, target)`` of each file at ``sample_rate`` through ``frontend``; computed per
+    item, so the data loader's workers do it.
+
+    ``seconds``: the middle ``seconds`` of each file (zero-padded around when shorter); ``None``
+    (AST's AudioSet input) the whole file from its start, which a ``KaldiFbank`` with a
+    ``target_length`` cuts or pads at the end in the log domain, so a short clip gets no frames of
+    digital silence (files shorter than one frame are zero-padded to it).
+    """
 
     def __init__(self, paths: Sequence[str | os.PathLike], targets: torch.Tensor,
-                 frontend: nn.Module, sample_rate: int, seconds: float) -> None:
+                 frontend: nn.Module, sample_rate: int, seconds: float | None) -> None:
         if len(paths) != len(targets):
             raise DataError(f"{len(paths)} files but {len(targets)} target rows; pass one per file.")
         self.paths, self.targets, self.frontend = list(paths), targets, frontend.eval()
-        self.sample_rate, self.length = sample_rate, round(seconds * sample_rate)
+        self.sample_rate = sample_rate
+        self.length = None if seconds is None else round(seconds * sample_rate)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     @torch.no_grad()
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        wave = center_pad(load_audio(self.paths[i], self.sample_rate), self.length)
+        wave = load_audio(self.paths[i], self.sample_rate)
+        if self.length is not None:
+            wave = center_pad(wave, self.length)
+        else:
+            shortest = getattr(getattr(self.frontend, "cfg", None), "frame_length", 1)
+            wave = F.pad(wave, (0, max(0, shortest - wave.shape[-1])))
         return self.frontend(wave)[0], self.targets[i]
 
 
@@ -237,6 +250,7 @@ def esc50_cross_validation(corpus_dir: str | os.PathLike, build_encoder: Encoder
         raise DataError(f"{corpus.root} has no 'fold' column; prepare it with "
                         "zskit.data.esc50.prepare_esc50.")
     clip_folds = corpus.manifest["fold"].to_numpy()
+    folds = list(dict.fromkeys(int(f) for f in folds))  # any sequence (a numpy array too), once each
     unknown = sorted(set(folds) - set(clip_folds.tolist()))
     if unknown or not folds:
         raise ConfigError(f"folds={list(folds)}: the corpus has folds "
@@ -272,27 +286,30 @@ def esc50_cross_validation(corpus_dir: str | os.PathLike, build_encoder: Encoder
 
 def audioset_balanced(corpus_dir: str | os.PathLike, build_encoder: EncoderBuilder, *,
                       config: TrainConfig | None = None, train_split: str = "train",
-                      eval_split: str = "test", balanced: bool = True,
+                      eval_split: str = "test", balanced: bool = False,
                       num_samples: int | None = None) -> RecipeRun:
     """Balanced AudioSet with the ``audioset_balanced`` recipe (see the module docstring).
 
     ``corpus_dir``: a folder written by :func:`zskit.data.audioset.prepare_audioset` (default
     splits: ``balanced_train`` -> ``train``, ``eval`` -> ``test``). ``balanced``: draw clips with
     :class:`~zskit.train.recipes.BalancedSampler` (``num_samples`` per epoch, default the number of
-    training clips); AST's released script balances only the full set and shuffles the balanced
-    one (``balanced=False``), which is balanced by construction, so the two differ little. Scored
-    with the weights ``config.select`` keeps (the recipe: the average of the last epochs).
+    training clips) instead of shuffling them; off by default, as in the paper ("balanced
+    sampling (for full set experiments only)", Section 3.1.1): the balanced set is balanced by
+    construction. Scored with the weights ``config.select`` keeps (the recipe: the average of the
+    last epochs).
     """
     corpus = load_corpus(corpus_dir)
     train, test = corpus.split(train_split), corpus.split(eval_split)
+    if num_samples is not None and not balanced:
+        raise ConfigError("num_samples sets the clips BalancedSampler draws per epoch; pass "
+                          "balanced=True with it (shuffling uses every clip once).")
     config = config or ast_train_config("audioset_balanced")
     torch.manual_seed(config.seed)
     encoder = build_encoder(len(corpus.classes))
-    seconds = _clip_seconds(corpus, encoder)
 
     def dataset(part: Corpus) -> FbankDataset:  # its own front end: fit moves the encoder's
         return FbankDataset(part.paths, torch.as_tensor(part.labels, dtype=torch.float32),
-                            KaldiFbank(encoder.cfg.frontend), encoder.cfg.sample_rate, seconds)
+                            KaldiFbank(encoder.cfg.frontend), encoder.cfg.sample_rate, None)
 
     train_data = balanced_loader(dataset(train), train.labels, config.batch_size,
                                  seed=config.seed, num_samples=num_samples,

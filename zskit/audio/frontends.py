@@ -274,7 +274,8 @@ class KaldiFbankConfig:
     pad/cut and normalise.
 
     Defaults are AST's AudioSet recipe (16 kHz, 128 bins, 25 ms Hanning window, 10 ms shift, no
-    dither, no energy, ``htk_compat``; 1024 frames for 10 s; mean -4.2677393, std 4.5689974).
+    dither, no energy, ``htk_compat``; 1024 frames for 10 s; mean -4.2677393, std 4.5689974). The
+    window is the one of AST's released code and checkpoints; paper 2's text says Hamming.
     Normalisation is AST's ``(fbank - norm_mean) / (2 * norm_std)`` (mean 0, std 0.5); set
     ``norm_mean=None`` to skip it. ``target_length=None`` keeps the natural number of frames.
     Kaldi's per-frame DC removal makes AST's whole-clip mean subtraction redundant, so it is not done.
@@ -299,11 +300,21 @@ class KaldiFbankConfig:
                       ("hanning", "hamming", "povey", "rectangular", "blackman"))
         if self.target_length is not None:
             _check_positive("target_length", self.target_length)
+        if self.frame_length < 2 or self.frame_shift < 1:
+            raise ConfigError(
+                f"frame_length_ms={self.frame_length_ms} and frame_shift_ms={self.frame_shift_ms} at "
+                f"{self.sample_rate} Hz give frames of {self.frame_length} samples every "
+                f"{self.frame_shift}; need at least 2 and 1 (AST: 25 ms every 10 ms at 16 kHz).")
 
     @property
     def frame_length(self) -> int:
         """Window length in samples."""
         return int(self.sample_rate * self.frame_length_ms / 1000)
+
+    @property
+    def frame_shift(self) -> int:
+        """Frame shift in samples (rounded down, as Kaldi does)."""
+        return int(self.sample_rate * self.frame_shift_ms / 1000)
 
     @classmethod
     def ast(cls, target_length: int = 1024) -> KaldiFbankConfig:
@@ -347,6 +358,10 @@ def _as_float(x: torch.Tensor) -> torch.Tensor:
                           "convert it with torch.as_tensor(x, dtype=torch.float32).")
     if x.dtype in (torch.float32, torch.float64):
         return x
+    if not x.is_floating_point():  # a cast alone would keep integer PCM's scale (x 32768 for int16)
+        raise ConfigError(f"waveforms of dtype {x.dtype}: front ends take float samples in [-1, 1]; "
+                          "scale integer PCM first (int16: x.float() / 32768) or read files with "
+                          "zskit.audio.load_audio.")
     return x.float()
 
 
@@ -418,8 +433,11 @@ class _STFTFrontend(nn.Module):
         x = _as_float(x)
         with _no_autocast(x):
             x, lead = _flatten_batch(x)
-            chunks = _cpu_chunks(x, self.cfg.num_frames(x.shape[-1]) * self.cfg.n_fft)
-            out = torch.cat([self._compute(x[c]) for c in chunks])
+            if x.shape[0] == 0:  # FFTs reject empty batches: the shape of one clip's result
+                out = self._compute(x.new_zeros((1, x.shape[-1])))[:0]
+            else:
+                chunks = _cpu_chunks(x, self.cfg.num_frames(x.shape[-1]) * self.cfg.n_fft)
+                out = torch.cat([self._compute(x[c]) for c in chunks])
         return out.reshape(*lead, *out.shape[-2:])
 
     def _compute(self, x: torch.Tensor) -> torch.Tensor:
@@ -429,7 +447,8 @@ class _STFTFrontend(nn.Module):
 class LogMel(_STFTFrontend):
     """Log-mel spectrogram: waveforms ``(..., T)`` -> ``(..., n_mels, frames)``.
 
-    Accepts float32/float64 (other dtypes are cast to float32) on any device. The filter bank
+    Accepts float32/float64 (other float dtypes are cast to float32; integer PCM is a
+    ``ConfigError``) on any device. The filter bank
     ``mel_fb`` is ``(n_fft // 2 + 1, n_mels)``.
     """
 
@@ -530,7 +549,7 @@ class KaldiFbank(nn.Module):
     def __init__(self, cfg: KaldiFbankConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or KaldiFbankConfig()
-        self.shift = int(self.cfg.sample_rate * self.cfg.frame_shift_ms / 1000)
+        self.shift = self.cfg.frame_shift
         self.n_fft = 1 << (self.cfg.frame_length - 1).bit_length()  # Kaldi: next power of two
         banks, _ = torchaudio.compliance.kaldi.get_mel_banks(  # fbank's defaults: 20 Hz to
             self.cfg.num_mel_bins, self.n_fft, float(self.cfg.sample_rate),  # Nyquist, no VTLN
@@ -557,6 +576,8 @@ class KaldiFbank(nn.Module):
         if lengths is not None and tuple(lengths.shape) != (x.shape[0],):
             raise ConfigError(f"lengths has shape {tuple(lengths.shape)}; give one sample count "
                               f"per clip, shape ({x.shape[0]},).")
+        if x.shape[0] == 0:  # FFTs reject empty batches: the shape of one clip's features
+            return self(x.new_zeros((1, x.shape[-1])))[:0]
         if lengths is not None and int(lengths.min()) < cfg.frame_length:  # a clip shorter
             # than one frame is zero-padded to it; longer clips' frames never see the padding
             x = x * (torch.arange(x.shape[-1], device=x.device)[None, :]

@@ -119,18 +119,25 @@ def mixup_loss(criterion: Callable[..., torch.Tensor] = masked_bce, alpha: float
     In training mode a fraction ``prob`` of the examples is mixed with a random partner
     (:func:`zskit.audio.augment.mixup_pairs`; the defaults are AST's: half the examples, ``lam ~
     Beta(10, 10)``; PANNs mixes every example with ``alpha=1``). Targets are mixed like the inputs;
-    a mask keeps only entries known for both partners. In eval mode the batch is used as it is.
+    a mixed example's mask keeps only entries known for both partners (an example left unmixed
+    keeps its own). In eval mode the batch is used as it is. Integer targets reach the criterion
+    as float in both modes.
     """
 
     def loss(model: nn.Module, batch: Sequence[torch.Tensor]) -> torch.Tensor:
         inputs, targets, *rest = batch
-        if targets.ndim < 2 and not targets.is_floating_point():
-            raise ConfigError("mixup_loss mixes targets, so they must be multi-hot or one-hot rows "
-                              "(B, C), not class indices; one-hot encode them first.")
+        if not targets.is_floating_point():
+            if targets.ndim < 2:
+                raise ConfigError("mixup_loss mixes targets, so they must be multi-hot or one-hot "
+                                  "rows (B, C), not class indices; one-hot encode them first.")
+            targets = targets.float()
         if model.training:
             perm, lam = mixup_pairs(inputs.shape[0], alpha, prob=prob, device=inputs.device)
-            inputs, targets = mix(inputs, perm, lam), mix(targets.float(), perm, lam)
-            rest = [m & m[perm] if m.dtype == torch.bool else m * m[perm] for m in rest]
+            inputs, targets = mix(inputs, perm, lam), mix(targets, perm, lam)
+            mixed = lam < 1
+            rest = [torch.where(mixed.view(-1, *([1] * (m.ndim - 1))),
+                                m & m[perm] if m.dtype == torch.bool else m * m[perm], m)
+                    for m in rest]
         return criterion(model(inputs), targets, *rest)
 
     return loss
@@ -167,15 +174,20 @@ class SpectrogramClassifier(nn.Module):
 # --------------------------------------------------------------------------- averaging, ensembles
 
 
-def average_checkpoints(sources: Sequence[str | os.PathLike | dict[str, torch.Tensor]]
+def average_checkpoints(sources: Sequence[str | os.PathLike | dict[str, torch.Tensor] | nn.Module]
                         ) -> dict[str, torch.Tensor]:
     """The mean of several checkpoints' weights (paper 2's weight averaging, done afterwards).
 
-    Each source is a state dict, a file holding one (fit's ``model.pt``), or a fit
-    ``checkpoint.pt`` (its ``model`` entry is used).
+    Each source is a state dict, a model (its state dict), a file holding one (fit's
+    ``model.pt``), or a fit ``checkpoint.pt`` (its ``model`` entry is used).
     """
     states = []
     for source in sources:
+        if isinstance(source, nn.Module):
+            source = source.state_dict()
+        elif not isinstance(source, (dict, str, os.PathLike)):
+            raise ConfigError(f"average_checkpoints got a {type(source).__name__}; pass state "
+                              "dicts, models or checkpoint files.")
         state = source if isinstance(source, dict) else load_checkpoint(source)
         if "model" in state and isinstance(state["model"], dict):
             state = state["model"]
@@ -247,13 +259,17 @@ def ast_train_config(recipe: str, **overrides: Any) -> TrainConfig:
     TrainConfig; ``overrides`` replace fields (e.g. ``lr=1e-5`` for AudioSet-pretrained ESC-50).
 
     A shorter run (``max_epochs`` below the recipe's averaging window, and ``average_last_k`` not
-    given) averages every epoch it has, or keeps the last weights when it has only one epoch.
+    given) averages every epoch it has, or keeps the last weights when it has only one epoch; the
+    full-AudioSet recipe averages every epoch of a run of any length, as the paper does.
     """
     if recipe not in AST_RECIPES:
         raise ConfigError(f"unknown AST recipe {recipe!r}; choose one of {sorted(AST_RECIPES)}.")
     settings = {"optimizer": "adam", **AST_RECIPES[recipe], **overrides}
-    if "average_last_k" not in overrides and settings.get("average_last_k", 0) > settings["max_epochs"]:
-        settings["average_last_k"] = settings["max_epochs"]
-        if settings["max_epochs"] < 2 and settings.get("select") == "average":
+    if "average_last_k" in settings and "average_last_k" not in overrides:
+        window = settings["average_last_k"]
+        if recipe == "audioset_full":  # "from the first to the last epoch"
+            window = settings["max_epochs"]
+        settings["average_last_k"] = min(window, settings["max_epochs"])
+        if settings["average_last_k"] < 2 and settings.get("select") == "average":
             settings.update(average_last_k=0, select="last")
     return TrainConfig(**settings)
