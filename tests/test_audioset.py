@@ -83,6 +83,36 @@ def test_read_segments_rejects_truncated_and_malformed(tmp_path: Path) -> None:
         read_segments(tmp_path / "missing.csv")
 
 
+
+def test_read_segments_accepts_a_copy_resaved_on_windows(tmp_path: Path) -> None:
+    text = ('# Segments csv created Sun Mar  5 10:54:25 2017\n# num_ytids=2, num_segs=2\n'
+            '# YTID, start_seconds, end_seconds, positive_labels\n'
+            '--4gqARaEJE, 0.000, 10.000, "/m/068hy,/m/07q6cd_"\n-0RWZT-miFs, 420.000, 430.000, '
+            '"/m/03v3yw"\n')
+    path = tmp_path / "eval_segments.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode())
+    df = read_segments(path)
+    assert df["ytid"].tolist() == ["--4gqARaEJE", "-0RWZT-miFs"]
+    assert df["labels"].tolist() == ["/m/068hy;/m/07q6cd_", "/m/03v3yw"]
+    assert df["start_seconds"].tolist() == [0.0, 420.0]
+
+
+def test_unreadable_metadata_files_raise_data_error(tmp_path: Path) -> None:
+    """An empty download or a file in another encoding gets advice, not a pandas traceback."""
+    empty = tmp_path / "class_labels_indices.csv"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="delete it and fetch it again"):
+        read_class_labels(empty)
+    latin1 = tmp_path / "latin1.csv"
+    latin1.write_bytes(b"index,mid,display_name\n0,/m/0,Caf\xe9\n")
+    with pytest.raises(DataError, match="delete it and fetch it again"):
+        read_class_labels(latin1)
+    segments = tmp_path / "segments.csv"
+    segments.write_bytes(b"# Segments csv cr\xe9ated\n# num_segs=1\nabcdefghijk, 0.0, 10.0, \"/m/0\"\n")
+    with pytest.raises(DataError, match="not a UTF-8 text file"):
+        read_segments(segments)
+
+
 def test_committed_metadata() -> None:
     classes = read_class_labels()
     assert len(classes) == 527 and classes.loc[0, "display_name"] == "Speech"
@@ -145,6 +175,9 @@ def test_prepare_audioset_errors(tmp_path, segment_files) -> None:
         prepare_audioset(empty, tmp_path / "out", segment_files=segment_files)
     with pytest.raises(ConfigError, match="must map some of"):
         prepare_audioset(empty, splits={"unbalanced": "train"})
+    misspelt = {"balanced": segment_files["balanced_train"]}  # would read the official list
+    with pytest.raises(ConfigError, match=r"segment_files has \['balanced'\]"):
+        prepare_audioset(empty, tmp_path / "out", segment_files=misspelt)
     with pytest.raises(DataError, match="does not exist"):
         prepare_audioset(tmp_path / "absent", tmp_path / "out", segment_files=segment_files)
     assert set(PAPER_SPLITS) == {"unbalanced_train", "balanced_train", "eval"}

@@ -24,6 +24,7 @@ from zskit.data.esc50 import (
     class_category,
     download_esc50,
     prepare_esc50,
+    read_esc50_meta,
 )
 from zskit.data.manifest import load_corpus
 from zskit.errors import ConfigError, DataError
@@ -107,6 +108,21 @@ def test_prepare_esc50_rejects_bad_meta_and_missing_audio(tmp_path: Path) -> Non
         prepare_esc50(root)
     with pytest.raises(DataError, match="holds no ESC-50 folder"):
         prepare_esc50(tmp_path / "e")
+
+
+
+def test_read_esc50_meta_rejects_repeated_clips_and_unparsable_files(tmp_path: Path) -> None:
+    """A clip listed twice would land in two folds (train/test leakage in cross-validation)."""
+    twice = [ROWS[0], (ROWS[0][0], 2, *ROWS[0][2:])]
+    with pytest.raises(DataError, match=r"more than once .*1-100032-A-0\.wav"):
+        prepare_esc50(_write_dataset(tmp_path / "a", twice))
+    meta = _write_dataset(tmp_path / "b", audio=False) / "meta" / "esc50.csv"
+    meta.write_bytes(b"")
+    with pytest.raises(DataError, match="not ESC-50's meta file"):
+        read_esc50_meta(meta)
+    meta.write_text(HEADER + '"1-1-A-0.wav,1,0,dog\n')
+    with pytest.raises(DataError, match="not ESC-50's meta file"):
+        read_esc50_meta(meta)
 
 
 class _Quiet(SimpleHTTPRequestHandler):

@@ -48,6 +48,14 @@ def test_read_json_file_says_how_to_get_the_file(tmp_path):
         read_json_file(broken, "run fetch_x()", "delete it")
 
 
+
+def test_read_json_file_rejects_non_utf8(tmp_path):
+    latin1 = tmp_path / "ontology.json"
+    latin1.write_bytes(b'[{"id": "/m/0", "name": "Caf\xe9"}]')
+    with pytest.raises(DataError, match=r"not valid JSON .*; delete it\.$"):
+        read_json_file(latin1, "run fetch_x()", "delete it")
+
+
 def test_index_audio_files_by_name_and_stem(tmp_path):
     (tmp_path / "b").mkdir()
     for rel in ("a/x.wav", "b/x.flac", "b/y.OGG", "b/notes.txt"):

@@ -68,6 +68,21 @@ def test_prepare_uses_the_official_lists(tmp_path):
         prepare_speech_commands(tmp_path, words=("yes", "stop"))
 
 
+
+def test_prepare_refuses_a_file_in_both_lists_and_reads_windows_lists(tmp_path):
+    official_layout(tmp_path)
+    (tmp_path / "testing_list.txt").write_text("yes/cc33_nohash_0.wav\nyes/bb22_nohash_0.wav\n")
+    with pytest.raises(DataError, match="both validation_list.txt and testing_list.txt"):
+        prepare_speech_commands(tmp_path, words=("yes", "no"))
+    # Lists re-saved on Windows (byte-order mark, CRLF, backslashes) still assign the same splits.
+    (tmp_path / "testing_list.txt").write_text("yes\\cc33_nohash_0.wav\r\nno\\cc33_nohash_0.wav\r\n")
+    (tmp_path / "validation_list.txt").write_bytes(
+        b"\xef\xbb\xbfyes/bb22_nohash_0.wav\r\nno/bb22_nohash_0.wav\r\n")
+    splits = prepare_speech_commands(tmp_path, words=("yes", "no")).set_index("path")["split"]
+    assert splits["no/cc33_nohash_0.wav"] == "test"
+    assert splits["yes/bb22_nohash_0.wav"] == "validation", "not leaked into train"
+
+
 def test_download_from_a_server_then_prepare(http_dir, tmp_path):
     folder, url = http_dir
     src = tmp_path / "src"

@@ -145,7 +145,7 @@ def read_class_labels(path: str | os.PathLike | None = None) -> pd.DataFrame:
     path = Path(path) if path is not None else audioset_file("class_labels_indices.csv")
     try:
         df = pd.read_csv(path, dtype={"mid": str, "display_name": str}, keep_default_na=False)
-    except (OSError, pd.errors.ParserError) as err:
+    except (OSError, ValueError) as err:  # ValueError: empty file, not UTF-8, parser errors
         raise DataError(f"Could not read {path} ({err}); delete it and fetch it again.") from None
     missing = {"index", "mid", "display_name"} - set(df.columns)
     if missing:
@@ -170,7 +170,7 @@ def read_segments(path: str | os.PathLike) -> pd.DataFrame:
     expected: int | None = None
     n_comments = 0
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a copy re-saved by a Windows editor
             for line in f:
                 if not line.startswith("#"):
                     break
@@ -180,11 +180,15 @@ def read_segments(path: str | os.PathLike) -> pd.DataFrame:
     except FileNotFoundError:
         raise DataError(f"Segment list {path} does not exist; see zskit.data.audioset."
                         "audioset_file for where to get it.") from None
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not a UTF-8 text file ({err}); it is not an AudioSet segment "
+                        "list. Fetch the official file again.") from None
     columns = ["ytid", "start_seconds", "end_seconds", "labels"]
     try:
         df = pd.read_csv(
             path, skiprows=n_comments, header=None, names=columns, skipinitialspace=True,
             dtype={"ytid": object, "labels": object}, keep_default_na=False, engine="c",
+            encoding="utf-8-sig",
         )
         df["start_seconds"] = df["start_seconds"].astype(float)
         df["end_seconds"] = df["end_seconds"].astype(float)
@@ -290,6 +294,10 @@ def prepare_audioset(
     if unknown or not splits:
         raise ConfigError(f"splits={dict(splits)} must map some of {sorted(SUBSETS)} to split "
                           "names, e.g. {'balanced_train': 'train', 'eval': 'test'}.")
+    unused = set(segment_files or {}) - set(splits)
+    if unused:  # a misspelt subset would silently read the official list instead of the user's
+        raise ConfigError(f"segment_files has {sorted(unused)}, which are not among the subsets of "
+                          f"splits={dict(splits)}; use keys from {sorted(splits)}.")
     audio_dir = Path(audio_dir)
     out = Path(out_dir) if out_dir is not None else audio_dir
     classes = read_class_labels()

@@ -127,8 +127,12 @@ def read_esc50_meta(path: str | os.PathLike) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist; download ESC-50 first (download_esc50).")
-    df = pd.read_csv(path, dtype={"filename": str, "category": str, "src_file": str,
-                                  "take": str}, keep_default_na=False)
+    try:
+        df = pd.read_csv(path, dtype={"filename": str, "category": str, "src_file": str,
+                                      "take": str}, keep_default_na=False)
+    except ValueError as err:  # empty file, not UTF-8, broken quoting
+        raise DataError(f"Could not read {path} ({err}); it is not ESC-50's meta file. Download "
+                        "ESC-50 again (download_esc50).") from None
     missing = [c for c in META_COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path} lacks the columns {missing} (it has {list(df.columns)}); it is "
@@ -141,6 +145,10 @@ def read_esc50_meta(path: str | os.PathLike) -> pd.DataFrame:
         row = wrong.iloc[0]
         raise DataError(f"{path}: {row['filename']} has target {row['target']} for class "
                         f"{row['category']!r}, expected {ESC50_CLASSES.index(row['category'])}.")
+    repeated = sorted(set(df["filename"][df["filename"].duplicated()]))
+    if repeated:
+        raise DataError(f"{path} lists clips more than once ({len(repeated)}, e.g. {repeated[:3]}), "
+                        "which would put one clip in two folds; download ESC-50 again.")
     if not set(df["fold"]).issubset({1, 2, 3, 4, 5}):
         raise DataError(f"{path}: folds must be 1-5, found {sorted(set(df['fold']))}.")
     df["esc10"] = df["esc10"].astype(str).str.lower().eq("true")

@@ -77,7 +77,7 @@ def read_json_file(path: str | os.PathLike, missing_hint: str,
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(f"{path} does not exist; {missing_hint}.") from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path} is not valid JSON ({err}); {invalid_hint}.") from None
 
 

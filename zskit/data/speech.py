@@ -115,7 +115,10 @@ def _read_list(path: Path) -> set[str]:
     if not path.is_file():
         raise DataError(f"{path} is missing: it is not a Speech Commands folder (the official "
                         "archive, or one written by synthesize_keywords).")
-    return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    # utf-8-sig and backslashes: a list re-saved on Windows must still match every file, or
+    # a validation or test file would silently fall into train.
+    text = path.read_text(encoding="utf-8-sig", errors="replace")
+    return {line.strip().replace("\\", "/") for line in text.splitlines() if line.strip()}
 
 
 def prepare_speech_commands(corpus_dir: str | os.PathLike,
@@ -125,6 +128,11 @@ def prepare_speech_commands(corpus_dir: str | os.PathLike,
     root = Path(corpus_dir)
     validation = _read_list(root / "validation_list.txt")
     testing = _read_list(root / "testing_list.txt")
+    both = sorted(validation & testing)
+    if both:
+        raise DataError(f"{len(both)} files are in both validation_list.txt and testing_list.txt "
+                        f"(e.g. {both[:3]}): the test set would leak into validation. Restore the "
+                        "official lists (re-extract the archive).")
     rows = []
     for word in words:
         files = sorted((root / word).glob("*.wav"))
