@@ -44,3 +44,25 @@ def test_write_metrics_accepts_arrays_and_leaves_no_temp_file(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["metrics.json"], "temporary files left"
     with pytest.raises(NotebookError, match="does not exist"):
         read_metrics(tmp_path / "nowhere")
+
+
+def test_a_non_finite_figure_reads_back_as_itself_not_as_missing(tmp_path):
+    figures = [Figure("mAP", np.float64("nan"), published=0.3), Figure("loss", math.inf),
+               Figure("gain", 0.5, published=-math.inf)]
+    path = write_metrics(tmp_path, figures, extra=[math.nan])
+    json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    values = [(f["value"], f["published"]) for f in read_metrics(path)["figures"]]
+    assert math.isnan(values[0][0]) and values[0][1] == 0.3, values
+    assert values[1] == (math.inf, None) and values[2] == (0.5, -math.inf), values
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("[1, 2]", "has no 'figures' list"),
+    ('{"figures": [0.5]}', "figure 0 is 0.5"),
+    ('{"figures": [{"name": "mAP"}]}', "not a figure with a name and a value"),
+])
+def test_a_misshapen_metrics_file_is_a_notebook_error(tmp_path, text, fragment):
+    """The runner records a NotebookError as the notebook's failure; anything else crashes it."""
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(NotebookError, match=fragment):
+        read_metrics(tmp_path)

@@ -438,3 +438,36 @@ def test_unknown_kernel_name_is_a_notebook_error(fixtures_dir, tmp_path):
         runner.run_notebook(
             fixtures_dir / "01_ok.ipynb", tmp_path, kernel_name="no-such-kernel", progress=False
         )
+
+
+def test_relative_data_variables_reach_the_kernel_as_absolute_paths(
+    fixtures_dir, tmp_path, monkeypatch
+):
+    """The kernel starts in the notebook's folder: a relative ZSKIT_DATA would name another one."""
+    import os
+
+    import papermill
+
+    seen = []
+    monkeypatch.setattr(papermill, "execute_notebook",
+                        lambda *a, **kw: seen.append({n: os.environ.get(n) for n in
+                                                      ("ZSKIT_DATA", "ZSKIT_CACHE",
+                                                       "ZSKIT_SOUNDFONT")}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ZSKIT_DATA", "my data")
+    monkeypatch.setenv("ZSKIT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZSKIT_SOUNDFONT", raising=False)
+    runner.run_notebook(fixtures_dir / "01_ok.ipynb", tmp_path / "out", progress=False)
+    assert seen == [{"ZSKIT_DATA": str(tmp_path / "my data"),
+                     "ZSKIT_CACHE": str(tmp_path / "cache"), "ZSKIT_SOUNDFONT": None}], seen
+
+
+def test_results_md_links_executed_notebooks_inside_a_relative_run_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    run_dir = runner.new_run_dir("my runs")  # relative, as from `zskit reproduce --runs-dir`
+    out = (run_dir / "00_x").resolve()
+    out.mkdir()
+    (out / "00_x.ipynb").write_text("{}")
+    run = runner.NotebookRun("00_x", out / "00_x.ipynb", out, {"figures": []}, 1.0)
+    md, _ = runner.write_results(run_dir, [run])
+    assert "| 00_x | passed | 1.0 | 00_x/00_x.ipynb |" in md.read_text(), md.read_text()

@@ -1,13 +1,13 @@
 """Google Colab set-up, called by the first cell of every notebook (nothing happens elsewhere).
 
 The first cell installs zskit itself when it runs on Colab (zskit cannot install itself before it
-is importable), then calls :func:`setup`::
+is importable): it clones ``ZSKIT_REPOSITORY`` to ``/content/zskit``, installs that checkout with
+``%pip install -e "/content/zskit[offline,lab]"`` (so corpora and caches land in
+``/content/zskit/data``, and the notebooks run from ``/content/zskit/notebooks``), then calls
+:func:`setup`::
 
-    import sys
-    if "google.colab" in sys.modules:  # Colab: install zskit and its offline models
-        %pip install -q "zskit[offline,lab] @ git+<repository URL>"
     from zskit.colab import setup
-    setup()  # Colab: the corpus renderer; everywhere: the device the notebook will use
+    setup()  # Colab: the corpus renderer; everywhere: the device and precision the notebook uses
 
 :func:`setup` adds what pip cannot resolve from zskit's requirements: the SoundFont renderer
 ``tinysoundfont`` without its ``pyaudio`` requirement (which zskit never uses and which does not

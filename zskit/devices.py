@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import warnings
 
 import numpy as np
 import torch
@@ -22,10 +23,14 @@ def module_device(module: nn.Module) -> torch.device | None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """``'auto'``: CUDA, then MPS, then CPU; otherwise the named device, which must be available."""
+    """``'auto'``: CUDA (if this torch build supports the GPU), then MPS, then CPU; otherwise the
+    named device, which must be available."""
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            problem = _cuda_unsupported(0)
+            if problem is None:
+                return torch.device("cuda")
+            warnings.warn(f"device='auto' skips the GPU: {problem}.", stacklevel=2)
         if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -39,11 +44,47 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(
             f"device={name!r} but CUDA is not available here; use device='auto' or 'cpu'."
         )
+    if device.type == "cuda" and device.index is not None:
+        count = torch.cuda.device_count()
+        if device.index >= count:  # else the first tensor moved there fails with a raw error
+            raise ConfigError(
+                f"device={name!r} but this machine has {count} CUDA device(s), numbered from 0; "
+                f"use 'cuda' or 'cuda:0'..'cuda:{count - 1}' (nvidia-smi lists them)."
+            )
+    if device.type == "cuda" and (problem := _cuda_unsupported(device.index or 0)):
+        raise ConfigError(f"device={name!r}: {problem}; use device='auto' (it skips such a GPU) "
+                          "or install a torch build for this GPU (pytorch.org/get-started).")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(
             f"device={name!r} but MPS is not available here; use device='auto' or 'cpu'."
         )
     return device
+
+
+def _cuda_unsupported(index: int) -> str | None:
+    """Why this torch build cannot run kernels on CUDA device ``index``, or None when it can.
+
+    ``torch.cuda.is_available()`` is also True for a GPU older than every architecture the build
+    was compiled for (e.g. a P100, capability 6.0, under a build for 7.5 and newer); its first
+    kernel then fails with "no kernel image is available". A binary for ``sm_XY`` runs on the same
+    major version from minor Y on; PTX (``compute_XY``) on any capability from X.Y on.
+    """
+    arches = [a for a in torch.cuda.get_arch_list() if a.startswith(("sm_", "compute_"))]
+    if torch.version.hip or not arches:  # ROCm (gfx... arches) or unknown: let torch decide
+        return None
+    major, minor = torch.cuda.get_device_capability(index)
+    for arch in arches:
+        kind, _, code = arch.partition("_")
+        digits = "".join(ch for ch in code if ch.isdigit())
+        if len(digits) < 2:
+            continue
+        built = (int(digits[:-1]), int(digits[-1]))
+        if (kind == "sm" and built[0] == major and built[1] <= minor) or (
+            kind == "compute" and built <= (major, minor)
+        ):
+            return None
+    return (f"its GPU has CUDA capability {major}.{minor}, but this torch build only supports "
+            f"{' '.join(arches)}")
 
 
 def _bf16_native(device: torch.device) -> bool:
@@ -56,8 +97,13 @@ def _bf16_native(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= 8
 
 
+AMP_CHOICES = ("auto", "off", "fp16", "bf16")
+
+
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, bool]:
     """(autocast dtype or None, whether a GradScaler is needed) for ``amp`` on ``device``."""
+    if amp not in AMP_CHOICES:  # a typo must not silently train in bfloat16
+        raise ConfigError(f"amp={amp!r} is not one of {', '.join(map(repr, AMP_CHOICES))}.")
     cuda = device.type == "cuda"
     if amp == "off" or (amp == "auto" and not cuda):
         return None, False

@@ -19,6 +19,10 @@ from zskit.errors import NotebookError
 from zskit.fileio import write_json
 
 METRICS_FILE = "metrics.json"
+# A figure's value or published number that is not finite is kept as JSON's own spelling in text
+# (strict JSON has no NaN), so a diverged run reads back as NaN, not as "not measured" (null).
+_NONFINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+_FIGURE_NUMBERS = ("value", "published")
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,13 @@ def write_metrics(out_dir: str | os.PathLike, figures: list[Figure], **extra: An
     """Write ``out_dir/metrics.json`` atomically: ``{"figures": [...], **extra}``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    payload = {"figures": [dataclasses.asdict(f) for f in figures], **extra}
+    rows = [dataclasses.asdict(f) for f in figures]
+    for row in rows:
+        for key in _FIGURE_NUMBERS:
+            number = row[key]
+            if number is not None and not isinstance(number, str) and not math.isfinite(number):
+                row[key] = json.dumps(float(number))  # "NaN", "Infinity" or "-Infinity"
+    payload = {"figures": rows, **extra}
     return write_json(out / METRICS_FILE, _jsonable(payload), allow_nan=False)
 
 
@@ -65,7 +75,15 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
         p = p / METRICS_FILE
     if not p.is_file():
         raise NotebookError(f"{p} does not exist: the notebook did not write its metrics. Run it again and read its error.")
-    data = json.loads(p.read_text())
-    if not isinstance(data.get("figures"), list):
+    data = json.loads(p.read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("figures"), list):
         raise NotebookError(f"{p} has no 'figures' list; write it with zskit.report.write_metrics().")
+    for i, figure in enumerate(data["figures"]):
+        if not isinstance(figure, dict) or "name" not in figure or "value" not in figure:
+            raise NotebookError(f"{p}: figure {i} is {figure!r}, not a figure with a name and a "
+                                "value; write it with zskit.report.write_metrics(out_dir, "
+                                "[Figure(name, value, ...)]).")
+        for key in _FIGURE_NUMBERS:
+            if figure.get(key) in _NONFINITE:
+                figure[key] = _NONFINITE[figure[key]]
     return data

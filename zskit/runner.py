@@ -14,6 +14,7 @@ import csv
 import functools
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -36,6 +37,7 @@ PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"  # the cell papermill inserts after the parameters cell
 RESULT_COLUMNS = ("notebook", "name", "measured", "published", "source", "data", "weights", "unit")
 
+PATH_VARIABLES = ("ZSKIT_DATA", "ZSKIT_CACHE", "ZSKIT_SOUNDFONT")  # read by the notebooks' kernels
 _TRUE = {"true", "1", "yes", "y", "on"}
 _FALSE = {"false", "0", "no", "n", "off"}
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -350,6 +352,18 @@ def _file_stamp(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
+def _pin_path_variables() -> None:
+    """Make relative ``ZSKIT_DATA`` / ``ZSKIT_CACHE`` / ``ZSKIT_SOUNDFONT`` absolute in os.environ.
+
+    The kernel inherits this environment but starts in the notebook's folder, so a relative path
+    would name another folder there than here (where ``reproduce`` renders the corpus).
+    """
+    for name in PATH_VARIABLES:
+        value = os.environ.get(name)
+        if value and not Path(value).expanduser().is_absolute():
+            os.environ[name] = str(Path(value).expanduser().resolve())
+
+
 def run_notebook(
     path: str | Path,
     out_dir: str | Path | None = None,
@@ -406,6 +420,7 @@ def run_notebook(
         values["smoke"] = bool(smoke)
     metrics_path = out / METRICS_FILE
     before = _file_stamp(metrics_path)
+    _pin_path_variables()
 
     engine_kwargs: dict[str, Any] = {}
     if kernel_name is None:
@@ -553,14 +568,15 @@ def write_results(
         "| notebook | status | seconds | executed notebook |",
         "|---|---|---:|---|",
     ]
+    here = run_dir.resolve()  # run.notebook is absolute, run_dir may be relative (--runs-dir)
     for run in runs:
-        link = (
-            run.notebook.relative_to(run_dir)
-            if run.notebook and run.notebook.is_relative_to(run_dir)
-            else run.notebook
-        )
+        link = "-"
+        if run.notebook is not None:
+            executed = run.notebook.resolve()
+            link = (executed.relative_to(here) if executed.is_relative_to(here) else executed)
+            link = link.as_posix()  # forward slashes on Windows too, as Markdown readers expect
         status = "passed" if run.ok else "FAILED"
-        lines.append(f"| {run.name} | {status} | {run.seconds:.1f} | {link or '-'} |")
+        lines.append(f"| {run.name} | {status} | {run.seconds:.1f} | {_cell(link)} |")
     if failed:
         lines += ["", "## Failed notebooks"]
         for run in failed:
@@ -590,6 +606,7 @@ def reproduce(
         paths = [_select(str(s), paths) for s in only]
     if not paths:
         raise NotebookError("No notebooks to run: notebooks/ holds no NN_*.ipynb files.")
+    _pin_path_variables()  # before the corpus is made, so it lands where the kernels look
     _ensure_default_corpus(smoke)
     run_dir = new_run_dir(runs_dir)
     logger.info("reproducing %d notebook(s) into %s", len(paths), run_dir)
