@@ -9,12 +9,12 @@ from __future__ import annotations
 import numbers
 from dataclasses import dataclass
 
+from zskit.devices import AMP_CHOICES
 from zskit.errors import ConfigError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "linear", "cosine", "step", "plateau")
 WARMUPS = ("linear", "exponential")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
 MODES = ("min", "max")
 SELECTIONS = ("best", "last", "average", "ema")
 
@@ -96,7 +96,7 @@ class TrainConfig:
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("schedule", self.schedule, SCHEDULES)
         _choice("warmup", self.warmup, WARMUPS)
-        _choice("amp", self.amp, AMP_MODES)
+        _choice("amp", self.amp, AMP_CHOICES)
         _choice("mode", self.mode, MODES)
         _choice("select", self.select, SELECTIONS)
         _positive("lr", self.lr)
