@@ -131,26 +131,26 @@ def _tagging_inputs(
     return pos, score, known
 
 
-def _transposed_scores(score: np.ndarray, known: np.ndarray | None, cols: slice) -> np.ndarray:
-    """Scores of the classes ``cols`` as a C-ordered ``(classes, clips)`` copy, rows to sort.
+def _transposed(values: np.ndarray, known: np.ndarray | None, cols: slice) -> np.ndarray:
+    """Columns ``cols`` of ``values`` as a C-ordered ``(classes, clips)`` copy: rows to sort.
 
     Scores of unknown entries become NaN (which sorts last) when ``known`` is given. The copy
     goes by tiles of about ``_AP_TILE_BYTES``, so that reads and writes stay in cache: a plain
     copy of the transposed view reads one element per cache line and ran several times slower.
     """
-    n = score.shape[0]
-    width = len(range(*cols.indices(score.shape[1])))
-    ranked = np.empty((width, n), score.dtype)
-    step = max(1, _AP_TILE_BYTES // (max(width, 1) * score.itemsize))
-    # NaN or 0 picked by the mask and added: several times quicker than a masked assignment.
-    nan_if_unknown = np.array([np.nan, 0.0], score.dtype)
+    n = values.shape[0]
+    width = len(range(*cols.indices(values.shape[1])))
+    rows_out = np.empty((width, n), values.dtype)
+    step = max(1, _AP_TILE_BYTES // (max(width, 1) * values.itemsize))
+    if known is not None:  # NaN or 0 picked by the mask and added: quicker than a masked write
+        nan_if_unknown = np.array([np.nan, 0.0], values.dtype)
     for r in range(0, n, step):
         rows = slice(r, r + step)
-        tile = score[rows, cols]
+        tile = values[rows, cols]
         if known is not None:
             tile = tile + np.take(nan_if_unknown, known[rows, cols].view(np.uint8))
-        ranked[:, rows] = tile.T
-    return ranked
+        rows_out[:, rows] = tile.T
+    return rows_out
 
 
 def _fill_keys(
@@ -301,16 +301,17 @@ def _ap_by_search(
 ) -> np.ndarray:
     """Per-class AP of any scores: each class's positives looked up in its sorted scores.
 
-    - the positives (a few per cent of the entries) are gathered once in memory order, then
-      grouped by class (a radix sort of their class indices);
-    - the known scores of each block of ``_AP_BLOCK`` classes are copied transposed (in
-      cache-sized tiles) so that each class is a contiguous row, and sorted there with numpy's
-      vectorised sort; extra memory stays at one block plus a few arrays of the positives;
+    Classes go in blocks of ``_AP_BLOCK``; for each block:
+
+    - the known scores and the labels are copied transposed (in cache-sized tiles) so that
+      each class is a contiguous row; the positives' scores are gathered from that copy in one
+      step, by class;
+    - the rows are sorted with numpy's vectorised sort; extra memory stays at one block;
     - each class's positives are sorted and looked up in its sorted row: ``known clips >= p``
       is ``n_known`` minus the insertion point of ``p``;
     - that insertion point grows strictly with the score among known entries, so runs of
       equal insertion points are tied positives, and ``positives >= p`` follows from where
-      each run starts, for all classes at once.
+      each run starts, for all classes of the block at once.
 
     NaN among known scores is caught after sorting (NaN sorts last), saving a pass over the input.
     With ``threads`` > 1 the blocks are shared out over threads, as in :func:`_ap_by_keys`.
@@ -321,39 +322,45 @@ def _ap_by_search(
     else:
         n_known = known.sum(axis=0)
         pos = pos & known
-    flat = np.flatnonzero(pos)  # gathered in memory order, then grouped by class
-    cls = flat % n_classes
-    gathered = np.take(score, flat) if score.flags.c_contiguous else score[flat // n_classes, cls]
-    # A stable sort of 8- or 16-bit integers is a radix sort in numpy: linear and quick.
-    by_class = np.argsort(cls.astype(np.min_scalar_type(n_classes)), kind="stable")
-    positive_scores = gathered[by_class]
-    n_pos = np.bincount(cls, minlength=n_classes)
-    cls = np.repeat(np.arange(n_classes), n_pos)
-    end = np.cumsum(n_pos)
-    start = end - n_pos
-    below = np.empty(cls.size, np.int64)  # known clips scoring lower than each positive
+    ap = np.full(n_classes, np.nan)
 
     def rank_blocks(run: range) -> None:
         for a in run:
             cols = slice(a, a + _AP_BLOCK)
-            ranked = _transposed_scores(score, known, cols)
+            ranked = _transposed(score, known, cols)
+            at = np.flatnonzero(_transposed(pos, None, cols))  # by class, then clip
+            positive_scores = ranked.reshape(-1)[at]
             ranked.sort(axis=1)
-            with_known = np.flatnonzero(n_known[cols])
-            if np.isnan(ranked[with_known, n_known[cols][with_known] - 1]).any():
+            block_known = n_known[cols]
+            with_known = np.flatnonzero(block_known)
+            if np.isnan(ranked[with_known, block_known[with_known] - 1]).any():
                 raise ConfigError(_NAN_SCORES)
-            for j in np.flatnonzero(n_pos[cols]):
-                p = positive_scores[start[a + j] : end[a + j]]
+            n_pos = np.diff(np.searchsorted(at, np.arange(len(ranked) + 1) * n))
+            end = np.cumsum(n_pos)
+            below = np.empty(at.size, np.int64)  # known clips scoring lower than each positive
+            for j in np.flatnonzero(n_pos):
+                p = positive_scores[end[j] - n_pos[j] : end[j]]
                 p.sort()
-                below[start[a + j] : end[a + j]] = np.searchsorted(ranked[j], p, "left")
+                below[end[j] - n_pos[j] : end[j]] = np.searchsorted(ranked[j], p, "left")
+            ap[cols] = _ap_from_ranks(below, n_pos, block_known)
 
     _map_threads(rank_blocks, range(0, n_classes, _AP_BLOCK), threads)
+    return ap
+
+
+def _ap_from_ranks(below: np.ndarray, n_pos: np.ndarray, n_known: np.ndarray) -> np.ndarray:
+    """AP of each class from ``below``, the known clips scoring lower than each positive (the
+    positives grouped by class, ascending within each); ``n_pos`` and ``n_known`` per class.
+    NaN for a class without a positive."""
+    end = np.cumsum(n_pos)
+    cls = np.repeat(np.arange(n_pos.size), n_pos)
     run_starts = np.ones(below.size, dtype=bool)
     run_starts[1:] = (below[1:] != below[:-1]) | (cls[1:] != cls[:-1])
     first_tied = np.maximum.accumulate(np.where(run_starts, np.arange(below.size), 0))
     precision = (end[cls] - first_tied) / (n_known[cls] - below)
-    ap = np.full(n_classes, np.nan)
+    ap = np.full(n_pos.size, np.nan)
     has_pos = n_pos > 0
-    ap[has_pos] = np.add.reduceat(precision, start[has_pos]) / n_pos[has_pos]
+    ap[has_pos] = np.add.reduceat(precision, (end - n_pos)[has_pos]) / n_pos[has_pos]
     return ap
 
 
