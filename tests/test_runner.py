@@ -462,6 +462,27 @@ def test_relative_data_variables_reach_the_kernel_as_absolute_paths(
                      "ZSKIT_CACHE": str(tmp_path / "cache"), "ZSKIT_SOUNDFONT": None}], seen
 
 
+def test_reproduce_only_runs_a_notebook_named_twice_once(fixtures_dir, tmp_path, monkeypatch):
+    monkeypatch.setattr("zskit.data.synth.ensure_corpus", lambda smoke: None)
+    ran = []
+    monkeypatch.setattr(runner, "run_notebook", lambda path, out, **_: ran.append(path.name)
+                        or runner.NotebookRun(path.stem, None, out, {"figures": []}, 0.0))
+    notebooks = sorted(fixtures_dir.glob("*.ipynb"))
+    runner.reproduce(notebooks, only=["01", "01_ok", "02", "01"], runs_dir=tmp_path,
+                     progress=False)
+    assert ran == ["01_ok.ipynb", "02_failing.ipynb"], ran
+
+
+def test_figures_of_a_notebook_that_failed_after_writing_them_are_marked(tmp_path):
+    figure = {"name": "mAP", "value": 0.5, "published": 0.6}
+    failure = runner.NotebookFailure(7, "ValueError", "late")
+    runs = [runner.NotebookRun("01_a", None, tmp_path, {"figures": [figure]}, 1.0),
+            runner.NotebookRun("02_b", None, tmp_path, {"figures": [figure]}, 1.0, failure)]
+    assert [row["notebook"] for row in runner.results_rows(runs)] == ["01_a", "02_b (FAILED)"]
+    md, _ = runner.write_results(tmp_path, runs)
+    assert "| 02_b (FAILED) | mAP | 0.5 | 0.6 |" in md.read_text(), md.read_text()
+
+
 def test_results_md_links_executed_notebooks_inside_a_relative_run_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     run_dir = runner.new_run_dir("my runs")  # relative, as from `zskit reproduce --runs-dir`

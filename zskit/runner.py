@@ -513,11 +513,16 @@ def _ensure_default_corpus(smoke: bool) -> Path:
 
 
 def results_rows(runs: Iterable[NotebookRun]) -> list[dict[str, Any]]:
-    """One row per figure of every run: measured beside published (see RESULT_COLUMNS)."""
+    """One row per figure of every run: measured beside published (see RESULT_COLUMNS).
+
+    A notebook that wrote its figures and then failed in a later cell keeps them, under
+    ``"<name> (FAILED)"``, so that nobody mistakes them for the figures of a whole run.
+    """
     rows = []
     for run in runs:
+        name = run.name if run.ok else f"{run.name} (FAILED)"
         for fig in (run.metrics or {}).get("figures", []):
-            row = {**fig, "notebook": run.name, "measured": fig.get("value")}
+            row = {**fig, "notebook": name, "measured": fig.get("value")}
             rows.append({key: row.get(key) for key in RESULT_COLUMNS})
     return rows
 
@@ -599,11 +604,12 @@ def reproduce(
     """Run every numbered notebook in order into ``runs/<timestamp>/<stem>/`` and tabulate results.
 
     The default corpus is made first (``zskit.data.synth.ensure_corpus``). A failing notebook is
-    recorded and the others still run. ``only`` selects notebooks by number or name (``"00"``).
+    recorded and the others still run. ``only`` selects notebooks by number or name (``"00"``);
+    a notebook named twice runs once.
     """
     paths = [Path(p) for p in notebooks] if notebooks is not None else list_notebooks()
     if only:
-        paths = [_select(str(s), paths) for s in only]
+        paths = list(dict.fromkeys(_select(str(s), paths) for s in only))
     if not paths:
         raise NotebookError("No notebooks to run: notebooks/ holds no NN_*.ipynb files.")
     _pin_path_variables()  # before the corpus is made, so it lands where the kernels look
