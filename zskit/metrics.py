@@ -131,8 +131,11 @@ def _tagging_inputs(
     return pos, score, known
 
 
-def _transposed(values: np.ndarray, known: np.ndarray | None, cols: slice) -> np.ndarray:
-    """Columns ``cols`` of ``values`` as a C-ordered ``(classes, clips)`` copy: rows to sort.
+def _transposed(
+    values: np.ndarray, known: np.ndarray | None, cols: slice, buffer: np.ndarray
+) -> np.ndarray:
+    """Columns ``cols`` of ``values`` as a C-ordered ``(classes, clips)`` copy (rows to sort),
+    written into the first rows of ``buffer`` (reused: a fresh large array costs page faults).
 
     Scores of unknown entries become NaN (which sorts last) when ``known`` is given. The copy
     goes by tiles of about ``_AP_TILE_BYTES``, so that reads and writes stay in cache: a plain
@@ -140,7 +143,7 @@ def _transposed(values: np.ndarray, known: np.ndarray | None, cols: slice) -> np
     """
     n = values.shape[0]
     width = len(range(*cols.indices(values.shape[1])))
-    rows_out = np.empty((width, n), values.dtype)
+    rows_out = buffer[:width]
     step = max(1, _AP_TILE_BYTES // (max(width, 1) * values.itemsize))
     if known is not None:  # NaN or 0 picked by the mask and added: quicker than a masked write
         nan_if_unknown = np.array([np.nan, 0.0], values.dtype)
@@ -325,10 +328,12 @@ def _ap_by_search(
     ap = np.full(n_classes, np.nan)
 
     def rank_blocks(run: range) -> None:
+        scores = np.empty((min(_AP_BLOCK, n_classes), n), score.dtype)  # reused, one per thread
+        labels = np.empty(scores.shape, bool)
         for a in run:
             cols = slice(a, a + _AP_BLOCK)
-            ranked = _transposed(score, known, cols)
-            at = np.flatnonzero(_transposed(pos, None, cols))  # by class, then clip
+            ranked = _transposed(score, known, cols, scores)
+            at = np.flatnonzero(_transposed(pos, None, cols, labels))  # by class, then clip
             positive_scores = ranked.reshape(-1)[at]
             ranked.sort(axis=1)
             block_known = n_known[cols]
