@@ -340,13 +340,14 @@ def _ap_by_search(
             with_known = np.flatnonzero(block_known)
             if np.isnan(ranked[with_known, block_known[with_known] - 1]).any():
                 raise ConfigError(_NAN_SCORES)
-            n_pos = np.diff(np.searchsorted(at, np.arange(len(ranked) + 1) * n))
-            end = np.cumsum(n_pos)
+            bounds = np.searchsorted(at, np.arange(len(ranked) + 1) * n)
             below = np.empty(at.size, np.int64)  # known clips scoring lower than each positive
-            for j in np.flatnonzero(n_pos):
-                p = positive_scores[end[j] - n_pos[j] : end[j]]
-                p.sort()
-                below[end[j] - n_pos[j] : end[j]] = np.searchsorted(ranked[j], p, "left")
+            for j, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+                if hi > lo:
+                    p = positive_scores[lo:hi]
+                    p.sort()
+                    below[lo:hi] = np.searchsorted(ranked[j], p, "left")
+            n_pos = np.diff(bounds)
             ap[cols] = _ap_from_ranks(below, n_pos, block_known)
 
     _map_threads(rank_blocks, range(0, n_classes, _AP_BLOCK), threads)
