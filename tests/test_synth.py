@@ -315,27 +315,16 @@ def test_corpus_labels_are_the_rendered_classes(corpus_dir):
 
 
 def test_parallel_and_serial_runs_write_identical_audio(corpus_dir, tmp_path):
-    serial = generate_corpus(
-        tmp_path / "serial",
-        n_clips=3,
-        seed=7,
-        clip_seconds=SECONDS,
-        soundfont=TIM,
-        workers=1,
-        progress=False,
-    )
+    def serial_run(out: Path, n_clips: int, seed: int) -> Path:
+        return generate_corpus(
+            out, n_clips, seed, clip_seconds=SECONDS, soundfont=TIM, workers=1, progress=False
+        )
+
+    serial = serial_run(tmp_path / "serial", 3, 7)
     for i in range(3):
         name = f"audio/{synth.clip_id(i)}.flac"
         assert np.array_equal(_read(serial / name), _read(corpus_dir / name)), f"{name} differs"
-    other = generate_corpus(
-        tmp_path / "other",
-        n_clips=1,
-        seed=8,
-        clip_seconds=SECONDS,
-        soundfont=TIM,
-        workers=1,
-        progress=False,
-    )
+    other = serial_run(tmp_path / "other", 1, 8)
     name = f"audio/{synth.clip_id(0)}.flac"
     assert not np.array_equal(_read(other / name), _read(corpus_dir / name)), "seed 8 == seed 7"
 
@@ -376,6 +365,29 @@ def test_resume_renders_only_what_is_missing(corpus_dir, tmp_path, monkeypatch):
     assert generate_corpus(copy, **kwargs) == copy, "a re-run returns the same folder"
     assert rendered == [], "a complete corpus is not rendered again"
     assert stamps == {p: p.stat().st_mtime_ns for p in copy.rglob("*")}, "nothing rewritten"
+
+
+def test_captions_of_an_older_zskit_are_rewritten_and_the_audio_kept(
+    corpus_dir, tmp_path, monkeypatch
+):
+    copy = tmp_path / "copy"
+    shutil.copytree(corpus_dir, copy)
+    table = pd.read_csv(copy / "manifest.csv")
+    table["caption_1"] = "an ukulele plays"  # as an older zskit wrote
+    table.to_csv(copy / "manifest.csv", index=False)
+    meta = json.loads((copy / "metadata.json").read_text())
+    del meta["captions_version"]
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    audio = {p: p.stat().st_mtime_ns for p in (copy / "audio").iterdir()}
+    monkeypatch.setattr(synth_corpus, "_render_missing",
+                        lambda *_: pytest.fail("no clip may be rendered again"))
+    generate_corpus(copy, n_clips=N_CLIPS, seed=7, clip_seconds=SECONDS, soundfont=TIM,
+                    workers=1, progress=False)
+    pd.testing.assert_frame_equal(load_corpus(copy).manifest, load_corpus(corpus_dir).manifest)
+    rewritten = json.loads((copy / "metadata.json").read_text())
+    assert rewritten["captions_version"] == synth_corpus.CAPTIONS_VERSION
+    assert rewritten["soundfont"] == meta["soundfont"], "the rendering SoundFont stays recorded"
+    assert audio == {p: p.stat().st_mtime_ns for p in (copy / "audio").iterdir()}
 
 
 def test_other_parameters_in_a_used_folder_are_refused(corpus_dir, tmp_path):

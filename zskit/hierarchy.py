@@ -98,6 +98,11 @@ class Hierarchy:
                     "of fine tags."
                 )
             for tag in children:
+                if parent_of.get(tag) == coarse:
+                    raise HierarchyError(
+                        f"hierarchy {name!r}: fine tag {tag!r} is listed twice under {coarse!r}; "
+                        "list it once."
+                    )
                 if tag in parent_of:
                     raise HierarchyError(
                         f"hierarchy {name!r}: fine tag {tag!r} is assigned to both "

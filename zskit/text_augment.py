@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zskit.data.captions import MASS_NAMES, PLURAL_NAMES, article
 from zskit.errors import ConfigError, DependencyError, ZskitError
 
 __all__ = [
@@ -78,6 +79,16 @@ KEYWORD_TEMPLATES: tuple[str, ...] = (
 )
 
 
+_KEYWORDS_HINT = "a list of keywords (split a corpus' 'a;b' field first: text.split(';'))"
+
+
+def _check_list(value: object, name: str, hint: str) -> None:
+    """ConfigError for a single string where a list of strings belongs (it would be read letter
+    by letter)."""
+    if isinstance(value, str):
+        raise ConfigError(f"{name}={value!r} is one string; pass {hint}.")
+
+
 def _join_words(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
@@ -102,6 +113,7 @@ def template_rewrites(caption: str, keywords: Sequence[str], n: int = 5,
     for t in templates:
         if "{caption}" not in t or "{keywords}" not in t:
             raise ConfigError(f"template {t!r} needs both {{caption}} and {{keywords}} fields.")
+    _check_list(keywords, "keywords", _KEYWORDS_HINT)
     words = [k.strip().replace("_", " ") for k in keywords if k and k.strip()]
     base = _strip_caption(caption)
     if not words or not base or n == 0:
@@ -150,6 +162,8 @@ def make_rewrites(captions: Sequence[Sequence[str]], keywords: Sequence[Sequence
         )
     out = []
     for i, (clip_captions, clip_keywords) in enumerate(zip(captions, keywords)):
+        _check_list(clip_captions, f"captions[{i}]", "one list of captions per clip")
+        _check_list(clip_keywords, f"keywords[{i}]", _KEYWORDS_HINT)
         rows = []
         for j, caption in enumerate(clip_captions):
             if not caption:
@@ -189,7 +203,7 @@ class CaptionSwap:
 # Paper 5: misspellings, synonyms, hypernyms
 
 #: Hand-written synonyms for the synthetic corpus' caption words and some common sound words.
-#: Keys and values are lowercase; replacing a word keeps the capitalisation of its first letter.
+#: Keys and values are lowercase; a replacement keeps a capital at the start of a sentence.
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "play": ("perform",), "plays": ("performs",), "playing": ("performing",),
     "piece": ("composition", "work"), "tune": ("melody", "song"), "track": ("recording",),
@@ -214,7 +228,7 @@ _FAMILY_HYPERNYMS = {
     "bowed_strings": "bowed string instrument", "plucked_strings": "string instrument",
     "woodwinds": "wind instrument", "brass": "brass instrument",
     "keyboards": "keyboard instrument", "free_reeds": "reed instrument",
-    "pitched_percussion": "percussion instrument", "drums_percussion": "percussion",
+    "pitched_percussion": "percussion instrument", "drums_percussion": "percussion instrument",
     "vocals": "human voice", "electronic": "electronic instrument",
 }
 
@@ -230,13 +244,24 @@ _SOUND_HYPERNYMS: dict[str, tuple[str, ...]] = {
 
 def instrument_hypernyms() -> dict[str, tuple[str, ...]]:
     """Each synthetic-corpus instrument's hypernyms: its family's instrument kind, then
-    "musical instrument" (from :mod:`zskit.data.gm`, e.g. violin -> bowed string instrument)."""
-    from zskit.data.gm import CLASSES
+    "musical instrument" (from :mod:`zskit.data.gm`, e.g. violin -> bowed string instrument).
+
+    They agree in number with the name as captions use it, so the verb still fits: plural names
+    get plural hypernyms ("drums keep" -> "percussion instruments keep"), mass nouns their family
+    ("mallet percussion plays" -> "pitched percussion plays").
+    """
+    from zskit.data.gm import CLASSES, FAMILIES
 
     table = {}
     for c in CLASSES:
         kind = _FAMILY_HYPERNYMS.get(c.family, "instrument")
-        table[c.name.lower()] = (kind, "musical instrument")
+        name = c.name.lower()
+        if name in MASS_NAMES:
+            table[name] = (FAMILIES[c.family],)
+        elif name in PLURAL_NAMES:
+            table[name] = (f"{kind}s", "musical instruments")
+        else:
+            table[name] = (kind, "musical instrument")
     return table
 
 
@@ -407,6 +432,13 @@ def _match_case(template: str, word: str) -> str:
     return word[:1].upper() + word[1:] if template[:1].isupper() else word
 
 
+def _case_at(before: str, found: str, word: str) -> str:
+    """``word`` with ``found``'s capital only where a sentence starts: inside one a capital marks
+    a name ("A French horn" -> "A brass instrument", not "A Brass instrument")."""
+    starts_sentence = not before.strip() or before.rstrip()[-1] in ".!?"
+    return _match_case(found, word) if starts_sentence else word
+
+
 def _replace_from(text: str, table: Mapping[str, Sequence[str]], rng: np.random.Generator
                   ) -> str | None:
     """Replace one word or two-word phrase found in ``table``; None when nothing matches.
@@ -433,8 +465,20 @@ def _replace_from(text: str, table: Mapping[str, Sequence[str]], rng: np.random.
         return None
     start, end, found = spans[int(rng.integers(len(spans)))]
     options = table[" ".join(found.lower().split())]
-    new = options[int(rng.integers(len(options)))]
-    return text[:start] + _match_case(found, new) + text[end:]
+    new = _case_at(text[:start], found, options[int(rng.integers(len(options)))])
+    return _fix_article(text[:start], new) + new + text[end:]
+
+
+_ARTICLE_BEFORE = re.compile(r"\b(an?) $", re.IGNORECASE)
+
+
+def _fix_article(before: str, word: str) -> str:
+    """``before`` with a final "a"/"an" made to fit the new ``word`` ("an organ" -> "a keyboard
+    instrument", "a slow" -> "an unhurried")."""
+    m = _ARTICLE_BEFORE.search(before)
+    if m is None:
+        return before
+    return before[: m.start(1)] + _match_case(m.group(1), article(word)) + " "
 
 
 @dataclass(frozen=True)

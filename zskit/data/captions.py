@@ -14,17 +14,15 @@ import numpy as np
 
 from zskit.errors import ConfigError
 
-# Display names used without an article ("drums", not "a drums").
-_NO_ARTICLE = {
-    "drums",
-    "cymbals",
-    "congas",
-    "steel drums",
-    "mallet percussion",
-    "timpani",
-    "bagpipes",
-    "tubular bells",
-}
+# Display names used without an article: plurals take a plural verb ("drums keep a beat"), mass
+# nouns a singular one ("mallet percussion plays a melody").
+PLURAL_NAMES = frozenset(
+    {"drums", "cymbals", "congas", "steel drums", "timpani", "bagpipes", "tubular bells"}
+)
+MASS_NAMES = frozenset({"mallet percussion"})
+_NO_ARTICLE = PLURAL_NAMES | MASS_NAMES
+# Word beginnings whose vowel letter sounds like a consonant ("a ukulele", "a useful", "a one").
+_CONSONANT_SOUND = ("uk", "use", "usu", "eu", "one")
 
 _TEMPO = {
     "slow": ("slow", "leisurely", "unhurried", "calm"),
@@ -87,9 +85,16 @@ def noun_phrase(name: str) -> str:
     return _a(name)
 
 
+def article(word: str) -> str:
+    """The indefinite article for ``word`` by its first sound: "an" upbeat, "a" slow, "a" ukulele."""
+    lower = word.lower()
+    vowel = lower[:1] in ("a", "e", "i", "o", "u") and not lower.startswith(_CONSONANT_SOUND)
+    return "an" if vowel else "a"
+
+
 def _a(word: str) -> str:
-    """The word with its indefinite article: "an upbeat", "a slow"."""
-    return ("an " if word[0] in "aeiou" else "a ") + word
+    """The word with its indefinite article: "an upbeat", "a slow", "a ukulele"."""
+    return f"{article(word)} {word}"
 
 
 def _join(items: list[str]) -> str:
@@ -97,7 +102,8 @@ def _join(items: list[str]) -> str:
 
 
 def _plural(names: list[str]) -> bool:
-    return len(names) > 1 or names[0] in _NO_ARTICLE
+    """True when ``names`` as a subject takes a plural verb."""
+    return len(names) > 1 or names[0] in PLURAL_NAMES
 
 
 class _Ctx:
@@ -135,14 +141,16 @@ def _t_play_tempo(c: _Ctx) -> str:
 
 def _t_role(c: _Ctx) -> str:
     main = c.names[0]
+    plural = _plural([main])
     verb, _, rest = c.pick(_ROLE[c.roles[0]]).partition(" ")
-    if not _plural([main]):
+    if not plural:
         consonant_y = verb.endswith("y") and verb[-2] not in "aeiou"
         verb = verb[:-1] + "ies" if consonant_y else verb + "s"
     text = f"{noun_phrase(main)} {verb} {rest}"
     if len(c.names) > 1:
         others = c.names[1:]
-        text += f" while {c.inst(others)} {c.verb('accompanies', 'accompany', others)} it"
+        pronoun = "them" if plural else "it"
+        text += f" while {c.inst(others)} {c.verb('accompanies', 'accompany', others)} {pronoun}"
     return text + "."
 
 

@@ -24,6 +24,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Protocol
 
@@ -118,10 +119,23 @@ class Ontology:
                     raise DataError(f"Ontology node {node.name!r} lists unknown child {child!r}; "
                                     "the file is incomplete. Fetch the official ontology.json.")
                 self._parents[child].add(node.id)
+        self._check_acyclic()
         self._synonym_index: dict[str, set[str]] = {}
         for node in self.nodes.values():
             for form in _synonyms(node.name):
                 self._synonym_index.setdefault(form, set()).add(node.id)
+
+    def _check_acyclic(self) -> None:
+        """DataError naming a cycle of ``child_ids``: a node cannot be its own ancestor, and
+        :meth:`depth` would never reach a root."""
+        try:
+            TopologicalSorter({i: n.child_ids for i, n in self.nodes.items()}).prepare()
+        except CycleError as err:
+            # graphlib lists each node before the node that lists it as a child; reverse that
+            path = " -> ".join(f"{self.nodes[i].name!r} ({i})" for i in reversed(err.args[1]))
+            raise DataError(f"The ontology has a cycle (each node lists the next as a child): "
+                            f"{path}. Remove one of these child_ids, or fetch the official "
+                            "ontology.json.") from None
 
     # --------------------------------------------------------------- construction
 
@@ -417,8 +431,9 @@ def exclusion_table(
     rows += [{"candidate": c, "rule": "explicit", "target": "", "detail": ""}
              for c in candidates if c in wanted]
     table = pd.DataFrame(rows, columns=["candidate", "rule", "target", "detail"])
-    return table.drop_duplicates().sort_values(["candidate", "rule", "target"]).reset_index(
-        drop=True)
+    # every column in the key: a target naming several nodes gives rows that differ in detail
+    # only, collected in set order, which changes from process to process
+    return table.drop_duplicates().sort_values(list(table.columns)).reset_index(drop=True)
 
 
 def excluded_classes(candidates: Sequence[str], targets: Sequence[str], **rules) -> set[str]:

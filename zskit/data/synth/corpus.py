@@ -36,6 +36,9 @@ from zskit.paths import data_root
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "1.0"
+# The version of the captions and keywords alone: a corpus whose texts are older gets its manifest
+# and metadata rewritten in place (the audio is kept). Bump it when the caption wording changes.
+CAPTIONS_VERSION = "2"
 DEFAULT_CLIPS = 2000
 SMOKE_CLIPS = 100
 PARAMS_NAME = "params.json"
@@ -64,16 +67,21 @@ class SynthConfig:
             raise ConfigError(f"n_clips={self.n_clips!r}; use a positive integer such as 2000.")
         if not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
             raise ConfigError(f"seed={self.seed!r}; use a non-negative integer.")
-        if not 8000 <= self.sample_rate <= 96000:
+        if not isinstance(self.sample_rate, (int, np.integer)) or not (
+            8000 <= self.sample_rate <= 96000
+        ):
             raise ConfigError(
-                f"sample_rate={self.sample_rate}; use 8000..96000 Hz (32000 is the default)."
+                f"sample_rate={self.sample_rate!r}; use a whole number of Hz in 8000..96000 "
+                "(32000 is the default)."
             )
         if not 1.0 <= self.clip_seconds <= 60.0:
             raise ConfigError(
                 f"clip_seconds={self.clip_seconds}; use 1..60 seconds (10 is the default)."
             )
-        if not 1 <= self.max_instruments <= 4:
-            raise ConfigError(f"max_instruments={self.max_instruments}; use 1..4.")
+        if not isinstance(self.max_instruments, (int, np.integer)) or not (
+            1 <= self.max_instruments <= 4
+        ):
+            raise ConfigError(f"max_instruments={self.max_instruments!r}; use an integer in 1..4.")
         for name in ("p_annotate_positive", "p_annotate_negative"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)}; use a probability in 0..1.")
@@ -83,10 +91,16 @@ class SynthConfig:
             )
 
     def params(self) -> dict:
-        """The JSON-able parameter record (with the generator version)."""
-        record = asdict(self)
-        record["split_fractions"] = list(self.split_fractions)
+        """The JSON-able parameter record (with the generator version); numpy numbers, which the
+        checks above accept, become Python ones."""
+        record = {k: _plain(v) for k, v in asdict(self).items()}
+        record["split_fractions"] = [_plain(f) for f in self.split_fractions]
         return {"generator_version": GENERATOR_VERSION, **record}
+
+
+def _plain(value):
+    """A numpy scalar as the Python number JSON can write; anything else unchanged."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 # ----------------------------------------------------------------------------- labels and tables
@@ -170,6 +184,7 @@ def _metadata(
         "name": "zskit synth",
         "generator": "zskit.data.synth",
         "generator_version": GENERATOR_VERSION,
+        "captions_version": CAPTIONS_VERSION,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "params": config.params(),
         "soundfont": soundfont,
@@ -316,9 +331,10 @@ def generate_corpus(
 
     ``n_clips`` defaults to 2,000 (100 with ``smoke``); the other content parameters are those of
     ``SynthConfig``. A complete corpus with the same parameters is returned untouched (without
-    re-hashing the SoundFont); an interrupted one is resumed (clips on disk are kept); a folder
-    holding other parameters raises DataError. ``workers`` processes (default: all CPUs) each load
-    the SoundFont once.
+    re-hashing the SoundFont), except that captions written by an older zskit are rewritten (the
+    audio is kept); an interrupted one is resumed (clips on disk are kept); a folder holding
+    other parameters raises DataError. ``workers`` processes (default: all CPUs) each load the
+    SoundFont once.
     """
     if n_clips is None:
         n_clips = SMOKE_CLIPS if smoke else DEFAULT_CLIPS
@@ -338,20 +354,27 @@ def generate_corpus(
     params = config.params()
     explicit = bool(soundfont or os.environ.get("ZSKIT_SOUNDFONT"))
     if _check_folder(out, params, sf_record, explicit_soundfont=explicit):
-        logger.info("%s already holds the complete corpus; nothing to do.", out)
-        return out
-    audio_dir = out / "audio"
-    audio_dir.mkdir(parents=True, exist_ok=True)
-    started = {"params": params, "soundfont": sf_record, "soundfont_file": _file_stamp(sf_path)}
-    write_json(out / PARAMS_NAME, started)
-    for stale in audio_dir.glob(".*.tmp"):
-        stale.unlink(missing_ok=True)
-
-    missing = [i for i in range(config.n_clips) if not (audio_dir / f"{clip_id(i)}.flac").is_file()]
-    logger.info(
-        "Rendering %d of %d clips into %s with %s", len(missing), config.n_clips, out, sf_path.name
-    )
-    _render_missing(missing, config, str(sf_path), audio_dir, workers, progress)
+        meta = read_json(out / METADATA_NAME)
+        if meta.get("captions_version") == CAPTIONS_VERSION:
+            logger.info("%s already holds the complete corpus; nothing to do.", out)
+            return out
+        logger.info("%s: rewriting captions made by an older zskit (the audio is kept).", out)
+        sf_record = meta.get("soundfont", sf_record)  # the SoundFont the audio was rendered with
+    else:
+        audio_dir = out / "audio"
+        audio_dir.mkdir(parents=True, exist_ok=True)
+        started = {"params": params, "soundfont": sf_record, "soundfont_file": _file_stamp(sf_path)}
+        write_json(out / PARAMS_NAME, started)
+        for stale in audio_dir.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+        missing = [
+            i for i in range(config.n_clips) if not (audio_dir / f"{clip_id(i)}.flac").is_file()
+        ]
+        logger.info(
+            "Rendering %d of %d clips into %s with %s",
+            len(missing), config.n_clips, out, sf_path.name,
+        )
+        _render_missing(missing, config, str(sf_path), audio_dir, workers, progress)
 
     specs = [
         clip_spec(i, config.seed, config.clip_seconds, config.max_instruments)
