@@ -66,3 +66,18 @@ def test_a_misshapen_metrics_file_is_a_notebook_error(tmp_path, text, fragment):
     (tmp_path / "metrics.json").write_text(text)
     with pytest.raises(NotebookError, match=fragment):
         read_metrics(tmp_path)
+
+
+def test_a_figure_may_hold_a_scalar_of_an_autograd_graph(tmp_path):
+    """A loss straight from training is a non-leaf tensor, which cannot be deep-copied."""
+    weights = torch.ones(3, requires_grad=True)
+    loss = (weights * 2).mean()
+    write_metrics(tmp_path, [Figure("loss", loss, published=torch.tensor(1.5))])
+    figure = read_metrics(tmp_path)["figures"][0]
+    assert figure["value"] == 2.0 and figure["published"] == 1.5, figure
+
+
+def test_something_else_than_a_figure_is_a_notebook_error(tmp_path):
+    with pytest.raises(NotebookError, match=r"figure 1 is dict .*not a Figure"):
+        write_metrics(tmp_path, [Figure("mAP", 0.5), {"name": "mAP", "value": 0.5}])
+    assert not (tmp_path / "metrics.json").exists()

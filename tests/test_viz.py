@@ -53,6 +53,8 @@ def test_waveform_long_signal_keeps_its_envelope():
     assert y.max() == pytest.approx(0.9) and y.min() == pytest.approx(-0.7), "peaks were lost"
     with pytest.raises(ConfigError, match="mono"):
         waveform_figure(np.zeros((2, 100)), 16_000)
+    with pytest.raises(ConfigError, match="max_points=1"):
+        waveform_figure(wav, 16_000, max_points=1)  # would draw nothing at all
 
 
 def test_spectrogram_axes_and_shape():
@@ -76,6 +78,43 @@ def test_label_matrix_codes_positive_negative_unknown():
     assert list(fig.data[0].colorbar.ticktext) == ["negative", "unknown", "positive"]
     with pytest.raises(ConfigError, match="class names"):
         label_matrix_figure(labels, mask, ["a", "b"])
+    assert list(fig.data[0].text[0]) == ["positive", "negative", "unknown"], "hover names states"
+
+
+def test_category_axes_keep_numeric_names_in_place_and_refuse_repeats():
+    """Plotly places number-like names ("102863") on a numeric axis and merges repeated ones."""
+    labels = np.eye(3, dtype=np.int8)
+    fig = label_matrix_figure(labels, None, ["1", "2", "3"], clip_names=["102863", "5", "77"])
+    assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.type == "category"
+    assert list(fig.data[0].y) == ["102863", "5", "77"]
+    with pytest.raises(ConfigError, match="clip_names has 1 entries for 3"):
+        label_matrix_figure(labels, None, ["a", "b", "c"], clip_names=["x"])
+    with pytest.raises(ConfigError, match=r"repeats \['x'\]"):
+        label_matrix_figure(labels, None, ["a", "b", "c"], clip_names=["x", "y", "x"])
+    bars = per_class_ap_figure(np.array([0.5, 0.2]), ["10", "2"])
+    assert bars.layout.xaxis.type == "category" and list(bars.data[0].x) == ["10", "2"]
+    with pytest.raises(ConfigError, match="repeats"):
+        per_class_ap_figure(np.array([0.5, 0.2]), ["cello", "cello"])
+    confusion = confusion_matrix_figure([0, 1], [1, 1], ["1", "2"])
+    assert confusion.layout.xaxis.type == "category" and confusion.layout.yaxis.type == "category"
+    with pytest.raises(ConfigError, match="repeats"):
+        similarity_heatmap_figure(np.eye(2), ["tuba", "tuba"])
+
+
+def test_long_label_lists_keep_every_label():
+    """Plotly drops every other category label once they crowd; 49 classes must all be named."""
+    names = [f"instrument {i}" for i in range(49)]
+    rng = np.random.default_rng(0)
+    figures = [similarity_heatmap_figure(rng.normal(size=(49, 4)), names),
+               per_class_ap_figure(rng.random(49), names),
+               label_matrix_figure(np.eye(3, 49), None, names)]
+    for fig in figures:
+        assert fig.layout.xaxis.dtick == 1, fig.layout.title.text
+        assert fig.layout.width >= 16 * 49, "each column gets room for its label"
+    for fig in (figures[0], figures[2]):  # heatmaps: every row labelled too
+        assert fig.layout.yaxis.dtick == 1, fig.layout.title.text
+    assert figures[1].layout.yaxis.dtick is None, "AP axis keeps its own ticks (0.2, 0.4, ...)"
+    assert confusion_matrix_figure([0], [1], ["a", "b"]).layout.width is None, "few: default"
 
 
 def test_per_class_ap_bars_sorted_with_random_baseline():
@@ -115,6 +154,7 @@ def test_umap_embedding_is_seeded_and_separates_clusters():
     assert np.linalg.norm(xy[25] - b) < np.linalg.norm(xy[25] - a)
     with pytest.raises(ConfigError, match="at least 3"):
         umap_embedding(np.zeros((2, 4)))
+    assert umap_embedding(clips[:3]).shape == (3, 2), "the smallest set still gets a map"
 
 
 def test_joint_space_centres_each_modality_before_the_map(monkeypatch):
@@ -155,6 +195,19 @@ def test_joint_space_traces_groups_hover_and_labels():
         joint_space_figure(clips[:, :4], labels, ["cello", "tuba"], coords=coords)
     with pytest.raises(ConfigError, match="audio_groups"):
         joint_space_figure(clips, labels, ["cello", "tuba"], audio_groups=["x"], coords=coords)
+    as_arrays = joint_space_figure(  # groups straight from a DataFrame or a numpy array
+        clips, labels, ["cello", "tuba"], audio_groups=np.array(["strings"] * 3 + ["brass"] * 3),
+        label_groups=np.array(["strings", "brass"]), coords=coords)
+    assert list(as_arrays.data[2].marker.color) == [fig.data[0].marker.color,
+                                                    fig.data[1].marker.color]
+
+
+def test_joint_space_gives_each_of_many_groups_its_own_colour():
+    clips, labels = _two_clusters(n_per=15)  # 30 clips, each its own group: more than Dark24
+    fig = joint_space_figure(clips, labels, ["cello", "tuba"], coords=np.zeros((32, 2)),
+                             audio_groups=[f"class {i}" for i in range(30)])
+    colors = [t.marker.color for t in fig.data[:-1]]
+    assert len(colors) == 30 and len(set(colors)) == 30, "two groups share a colour"
 
 
 def test_similarity_heatmap_orders_by_group_and_is_cosine():
@@ -181,6 +234,9 @@ def test_semantic_distance_line_and_r():
     slope, intercept = np.polyfit(x[ok], y[ok], 1)
     np.testing.assert_allclose(line.y, slope * np.array([0.1, 0.7]) + intercept)
     assert sum(len(t.x) for t in fig.data[:-1]) == 4, "the NaN point is left out"
+    many = semantic_distance_figure(np.arange(30.0), np.arange(30.0), [str(i) for i in range(30)],
+                                    groups=[f"family {i}" for i in range(30)])
+    assert len({t.marker.color for t in many.data[:-1]}) == 30, "groups share colours"
     flat = semantic_distance_figure([0.2, 0.2], [0.1, 0.3], ["a", "b"])
     assert "r undefined" in flat.layout.title.text and len(flat.data) == 1
 
@@ -200,6 +256,10 @@ def test_confusion_matrix_counts_and_row_shares():
         confusion_matrix_figure(["zebra"], ["a"], ["a", "b"])
     with pytest.raises(ConfigError, match="outside"):
         confusion_matrix_figure([5], [0], ["a", "b"])
+    floats = confusion_matrix_figure(np.array([0.0, 1.0]), np.array([1.0, 1.0]), ["a", "b"])
+    np.testing.assert_array_equal(floats.data[0].text, [[0, 1], [0, 1]])
+    with pytest.raises(ConfigError, match="not scores"):  # probabilities would all become class 0
+        confusion_matrix_figure([0, 1], np.array([0.2, 0.9]), ["a", "b"])
 
 
 def test_pr_curves_match_sklearn_and_skip_classes_without_positives():
@@ -227,8 +287,11 @@ def test_attention_map_groups_rows_by_parent_in_percent():
     heat = fig.data[0]
     assert list(heat.y) == ["violin (50%)", "cello (100%)", "tuba (25%)"]
     np.testing.assert_allclose(heat.z, [[90, 10], [50, 50], [20, 80]])
+    assert heat.text[0].tolist() == ["90", "10"], "cells show whole percent"
     with pytest.raises(ConfigError, match="one clip's map"):
         attention_map_figure(np.zeros((2, 2)), ["a", "b"], ["x", "y", "z"])
+    diverged = attention_map_figure(np.array([[np.nan, 1.0]]), ["violin"], ["strings", "brass"])
+    assert diverged.data[0].text.tolist() == [["", "100"]], "a NaN cell is blank, not -2**63"
 
 
 def test_retrieval_table_shows_ranked_rows():

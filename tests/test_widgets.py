@@ -107,6 +107,20 @@ def test_zero_shot_explorer_shows_errors_as_messages(toy):
     assert "application/vnd.jupyter.widget-view+json" in app._repr_mimebundle_()
     with pytest.raises(ConfigError, match="rows"):
         ZeroShotExplorer(toy["clips"], {("toy", "words"): toy["tagger"]}, {"toy": toy["x"][:5]})
+    for top_k in (0, 51, 2.5):  # the box would clamp 51 to 50 without a word
+        with pytest.raises(ConfigError, match="top_k"):
+            ZeroShotExplorer(toy["clips"], {("toy", "words"): toy["tagger"]}, {"toy": toy["x"]},
+                             top_k=top_k)
+
+
+def test_a_missing_audio_file_is_a_message_not_stale_results(toy, tmp_path):
+    full = toy["clips"]
+    clips = Clips(ids=full.ids, paths=[tmp_path / "gone.flac"] * len(full),
+                  captions=full.captions, truth=full.truth)
+    app = ZeroShotExplorer(clips, {("toy", "words"): toy["tagger"]}, {"toy": toy["x"]})
+    app.query.value = "cello"
+    assert app.error and "gone.flac" in app.error and "players=False" in app.error
+    assert app.results.empty and app.output.children == ()
 
 
 def test_retrieval_search_matches_brute_force_cosine(toy):
@@ -123,6 +137,9 @@ def test_retrieval_search_matches_brute_force_cosine(toy):
     np.testing.assert_allclose(app.results["score"], cos[best], rtol=1e-5)
     assert list(app.results["clip"]) == [f"clip{i:02d}" for i in best]
     assert len(app.output.children) == 3
+
+    app.top_k.value = 2  # changing a control re-runs the query, as in the explorer
+    assert list(app.results["row"]) == list(best[:2]) and len(app.output.children) == 2
 
     app.query.value = "   "
     assert app.results.empty and "empty" in app.error
@@ -157,8 +174,14 @@ def test_fold_explorer_retrains_and_relates_ap_to_proximity(toy):
     assert len(app.figure.data[0].x) == len(table)
     assert "trained on 2 classes" in app.message.value
 
+    app.held_out.value = ("tuba",)  # no longer the whole family: the dropdown forgets it
+    assert app.family.value == FoldExplorer.NO_FAMILY
+    app.family.value = "brass"  # so that choosing the family again selects it again
+    assert app.held_out.value == ("tuba", "trumpet")
+
     app.held_out.value = ()
     assert app.train().empty and "at least one class" in app.error and app.figure is None
+    assert np.isnan(app.seconds), "no time for a run that failed"
     app.held_out.value = tuple(CLASSES)
     app.train()
     assert "every class" in app.error

@@ -54,11 +54,21 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
+def _figure_row(i: int, figure: Any) -> dict[str, Any]:
+    """``figure``'s fields as a dict; a shallow copy, because a deep one (``dataclasses.asdict``)
+    fails on a torch scalar that is part of an autograd graph (a loss, say)."""
+    if not isinstance(figure, Figure):
+        raise NotebookError(f"figure {i} is {type(figure).__name__} {figure!r:.80}, not a Figure; "
+                            "pass zskit.report.Figure(name, value, ...) for each number.")
+    row = {f.name: getattr(figure, f.name) for f in dataclasses.fields(figure)}
+    return {k: v.detach() if hasattr(v, "detach") else v for k, v in row.items()}
+
+
 def write_metrics(out_dir: str | os.PathLike, figures: list[Figure], **extra: Any) -> Path:
     """Write ``out_dir/metrics.json`` atomically: ``{"figures": [...], **extra}``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    rows = [dataclasses.asdict(f) for f in figures]
+    rows = [_figure_row(i, f) for i, f in enumerate(figures)]
     for row in rows:
         for key in _FIGURE_NUMBERS:
             number = row[key]

@@ -50,6 +50,9 @@ def waveform_figure(
     Longer signals are drawn as their min/max envelope over ``max_points // 2`` bins, so peaks
     stay visible.
     """
+    if max_points < 2:
+        raise ConfigError(f"max_points={max_points} must be at least 2 (one low and one high "
+                          "point per bin).")
     x = to_numpy(wav).astype(np.float32)
     if x.ndim == 2 and 1 in x.shape:
         x = x.reshape(-1)
@@ -99,6 +102,32 @@ def spectrogram_figure(
 LABEL_STATES = ("negative", "unknown", "positive")  # z values 0, 1, 2 of label_matrix_figure
 
 
+def _axis_names(what: str, names: Sequence[Any], n: int) -> list[str]:
+    """``names`` as the ``n`` distinct strings of a category axis.
+
+    Plotly draws repeated categories on one row or bar, and reads names that look like numbers
+    (clip ids such as "102863") as positions on a numeric axis; figures here therefore pass
+    distinct names and set their axes to ``category``.
+    """
+    out = [str(x) for x in names]
+    if len(out) != n:
+        raise ConfigError(f"{what} has {len(out)} entries for {n} rows or columns; pass one each.")
+    repeated = sorted({x for x in out if out.count(x) > 1}) if len(set(out)) < n else []
+    if repeated:
+        raise ConfigError(f"{what} repeats {repeated[:5]}; plotly would draw them as one, so make "
+                          "them distinct (e.g. add a suffix).")
+    return out
+
+
+def _every_label(n_columns: int, rows: bool = True) -> dict[str, Any]:
+    """Layout that labels every category of x (and of y with ``rows``): plotly otherwise drops
+    every other label once they crowd (49 classes at the default width), so the figure widens by
+    16 px a column instead (callers give rows their height)."""
+    width = 16 * n_columns + 300
+    return {"xaxis_dtick": 1, "width": width if width > 700 else None,
+            **({"yaxis_dtick": 1} if rows else {})}
+
+
 def label_matrix_figure(
     labels: Any,
     mask: Any | None,
@@ -117,7 +146,9 @@ def label_matrix_figure(
     if known.shape != y.shape:
         raise ConfigError(f"mask has shape {known.shape}, labels {y.shape}; they must match.")
     z = np.where(known, np.where(y > 0, 2, 0), 1)
-    rows = list(clip_names) if clip_names is not None else [str(i) for i in range(y.shape[0])]
+    columns = _axis_names("class_names", class_names, y.shape[1])
+    rows = _axis_names("clip_names", clip_names if clip_names is not None else range(len(y)),
+                       len(y))
     colorscale = [
         [0.0, "#f0f0f0"], [1 / 3, "#f0f0f0"],
         [1 / 3, "#b0b0b0"], [2 / 3, "#b0b0b0"],
@@ -126,12 +157,14 @@ def label_matrix_figure(
     fig = go.Figure(
         go.Heatmap(
             z=z,
-            x=list(class_names),
+            x=columns,
             y=rows,
             zmin=-0.5,
             zmax=2.5,
             colorscale=colorscale,
             colorbar={"tickvals": [0, 1, 2], "ticktext": list(LABEL_STATES)},
+            text=np.asarray(LABEL_STATES)[z],
+            hovertemplate="clip %{y}<br>class %{x}<br>%{text}<extra></extra>",
             xgap=1,
             ygap=1,
         )
@@ -140,8 +173,11 @@ def label_matrix_figure(
         title=title,
         xaxis_title="class",
         yaxis_title="clip",
+        xaxis_type="category",
+        yaxis_type="category",
         yaxis_autorange="reversed",
         height=max(250, 18 * len(rows) + 150),
+        **_every_label(len(columns)),
     )
     return fig
 
@@ -160,6 +196,7 @@ def per_class_ap_figure(
     a = to_numpy(ap).astype(np.float64)
     if a.shape != (len(class_names),):
         raise ConfigError(f"ap has shape {a.shape} but there are {len(class_names)} class names.")
+    class_names = _axis_names("class_names", class_names, len(a))
     r = None if random_ap is None else to_numpy(random_ap).astype(np.float64)
     if r is not None and r.shape != a.shape:
         raise ConfigError(f"random_ap has shape {r.shape}, ap {a.shape}; they must match.")
@@ -174,9 +211,11 @@ def per_class_ap_figure(
         title=title,
         xaxis_title="class",
         yaxis_title="average precision",
+        xaxis_type="category",
         yaxis_range=[0, 1],
         barmode="group",
         height=380,
+        **_every_label(len(names), rows=False),
     )
     return fig
 
@@ -184,11 +223,16 @@ def per_class_ap_figure(
 # ---------------------------------------------------------------------------------------------
 # Semantic spaces: the joint audio-label map, label similarity, semantic distance
 
-PALETTE = plotly.colors.qualitative.Dark24  # one colour per group (class or family), cycled
+PALETTE = plotly.colors.qualitative.Dark24  # one colour per group (class or family)
 
 
 def _group_colors(groups: Sequence[str]) -> dict[str, str]:
-    return {g: PALETTE[i % len(PALETTE)] for i, g in enumerate(dict.fromkeys(groups))}
+    """A distinct colour per group: the palette, or evenly spaced hues of a continuous scale when
+    there are more groups than palette colours (cycling would give two groups one colour)."""
+    distinct = list(dict.fromkeys(groups))
+    colors = (PALETTE if len(distinct) <= len(PALETTE) else
+              plotly.colors.sample_colorscale("Turbo", np.linspace(0, 1, len(distinct))))
+    return dict(zip(distinct, colors))
 
 
 def _matrix(name: str, x: Any) -> np.ndarray:
@@ -223,8 +267,10 @@ def umap_embedding(x: Any, n_neighbors: int = 15, min_dist: float = 0.1, metric:
     except ImportError as err:
         raise missing_dependency("umap-learn", "the joint-space map (UMAP)") from err
 
+    # umap's spectral start needs more than 3 points (scipy's eigsh asks for 3 eigenvectors)
     reducer = umap.UMAP(n_neighbors=max(2, min(n_neighbors, len(data) - 1)), min_dist=min_dist,
-                        metric=metric, random_state=seed, n_jobs=1)
+                        metric=metric, random_state=seed, n_jobs=1,
+                        init="spectral" if len(data) > 3 else "random")
     with warnings.catch_warnings():  # "n_jobs overridden by random_state", tiny-graph notices
         warnings.simplefilter("ignore")
         return np.asarray(reducer.fit_transform(data), dtype=np.float64)
@@ -281,7 +327,8 @@ def joint_space_figure(
     if xy.shape != (n + c, 2):
         raise ConfigError(f"coords must be ({n + c}, 2): clips then labels, got {xy.shape}.")
     groups = [str(g) for g in audio_groups] if audio_groups is not None else ["clips"] * n
-    colors = _group_colors([*groups, *(map(str, label_groups or []))])
+    star_groups = [str(g) for g in label_groups] if label_groups is not None else []
+    colors = _group_colors([*groups, *star_groups])
     names = list(audio_names) if audio_names is not None else [f"clip {i}" for i in range(n)]
     hover = [f"<b>{m}</b>" + (f"<br>{h}" if audio_hover is not None else "")
              for m, h in zip(names, audio_hover if audio_hover is not None else names)]
@@ -293,8 +340,7 @@ def joint_space_figure(
             marker={"color": "#c8c8c8", "size": 4, "opacity": 0.5} if g in grey_groups
             else {"color": colors[g], "size": 6, "opacity": 0.7},
             text=[hover[i] for i in rows], hovertemplate="%{text}<extra></extra>"))
-    star_colors = ([colors[str(g)] for g in label_groups] if label_groups is not None
-                   else ["black"] * c)
+    star_colors = [colors[g] for g in star_groups] if star_groups else ["black"] * c
     fig.add_trace(go.Scatter(
         x=xy[n:, 0], y=xy[n:, 1], mode="markers+text", name="labels",
         marker={"symbol": "star", "size": 14, "color": star_colors,
@@ -311,11 +357,13 @@ def _heatmap(z: np.ndarray, x: Sequence[str], y: Sequence[str], *, title: str, x
              text: np.ndarray | None = None) -> go.Figure:
     """The one matrix heatmap behind similarity, confusion and attention figures (rows top down)."""
     fig = go.Figure(go.Heatmap(
-        z=z, x=list(x), y=list(y), zmin=zmin, zmax=zmax, colorscale=colorscale,
-        colorbar={"title": colorbar_title}, text=text,
-        texttemplate=None if text is None else "%{text}"))
+        z=z, x=_axis_names(x_title, x, z.shape[1]), y=_axis_names(y_title, y, z.shape[0]),
+        zmin=zmin, zmax=zmax, colorscale=colorscale, colorbar={"title": colorbar_title},
+        text=text, texttemplate=None if text is None else "%{text}"))
     fig.update_layout(title=title, xaxis_title=x_title, yaxis_title=y_title,
-                      yaxis_autorange="reversed", height=max(350, 16 * len(y) + 180))
+                      xaxis_type="category", yaxis_type="category",
+                      yaxis_autorange="reversed", height=max(350, 16 * len(y) + 180),
+                      **_every_label(len(x)))
     return fig
 
 
@@ -365,10 +413,12 @@ def semantic_distance_figure(
     text = [f"<b>{n}</b>" + (f"<br>{h}" if hover is not None else "")
             for n, h in zip(names, hover if hover is not None else names)]
     fig = go.Figure()
-    for g in dict.fromkeys(labels):
+    colors = _group_colors(labels)
+    for g in colors:
         rows = [i for i, gi in enumerate(labels) if gi == g and ok[i]]
         fig.add_trace(go.Scatter(
-            x=x[rows], y=y[rows], mode="markers", name=g, text=[text[i] for i in rows],
+            x=x[rows], y=y[rows], mode="markers", name=g, marker={"color": colors[g]},
+            text=[text[i] for i in rows],
             hovertemplate="%{text}<br>x %{x:.3f}<br>y %{y:.3f}<extra></extra>"))
     r = np.nan
     if ok.sum() >= 2 and np.ptp(x[ok]) > 0:
@@ -405,6 +455,9 @@ def confusion_matrix_figure(y_true: Any, y_pred: Any, class_names: Sequence[str]
             if unknown:
                 raise ConfigError(f"{what} holds names {unknown[:5]} not among class_names.")
             return np.array([index[x] for x in v.tolist()], dtype=np.int64)
+        if v.dtype.kind == "f" and not np.array_equal(v, np.round(v)):
+            raise ConfigError(f"{what} holds non-integer values; pass class indices or names "
+                              "(e.g. scores.argmax(axis=1)), not scores.")
         v = v.astype(np.int64)
         if v.size and (v.min() < 0 or v.max() >= len(names)):
             raise ConfigError(f"{what} holds class indices outside 0..{len(names) - 1}.")
@@ -487,7 +540,8 @@ def attention_map_figure(attention: Any, fine_names: Sequence[str], coarse_names
     return _heatmap(w[order], labelled(coarse_names, coarse_probs), [rows[i] for i in order],
                     title=title, x_title="coarse tag", y_title="fine tag",
                     colorbar_title="attention (%)", colorscale="Blues", zmin=0.0, zmax=100.0,
-                    text=np.round(w[order]).astype(int))
+                    text=np.array([["" if np.isnan(v) else f"{v:.0f}" for v in row]
+                                   for row in w[order]]))
 
 
 def retrieval_table_figure(results: pd.DataFrame, query: str | None = None,

@@ -35,6 +35,7 @@ from zskit.errors import ConfigError, DataError, ZskitError
 __all__ = ["Clips", "FoldExplorer", "RetrievalSearch", "ZeroShotExplorer"]
 
 RESULT_CLASS = "zskit-result"  # CSS class of every result row (browser tests look for it)
+MAX_TOP_K = 50  # most results an app shows per query
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,17 @@ class Clips:
                      truth=[self.truth[i] for i in rows])
 
     def player(self, row: int) -> widgets.Audio:
-        """An audio player holding clip ``row``'s file as stored (loaded when shown)."""
-        path = self.paths[row]
-        return widgets.Audio(value=path.read_bytes(), format=path.suffix.lstrip(".").lower(),
+        """An audio player holding clip ``row``'s file as stored (loaded when shown).
+
+        A file that cannot be read is a DataError, which an app shows as its message.
+        """
+        path = Path(self.paths[row])
+        try:
+            value = path.read_bytes()
+        except OSError as err:
+            raise DataError(f"cannot read clip {self.ids[row]!r} at {path} ({err}); restore the "
+                            "file (e.g. ensure_corpus again) or pass players=False.") from err
+        return widgets.Audio(value=value, format=path.suffix.lstrip(".").lower(),
                              autoplay=False, controls=True, layout={"width": "320px"})
 
 
@@ -89,6 +98,16 @@ def _encode_function(model: Any) -> Callable[[list[str]], Any]:
         raise ConfigError(f"{type(model).__name__} has no encode_text(texts); pass a DualEncoder, "
                           "a text encoder's encode, or another function texts -> embeddings.")
     return encode
+
+
+def _top_k_box(top_k: int) -> widgets.BoundedIntText:
+    """The "top k" box. A start value outside 1..MAX_TOP_K is an error: the box would clamp it
+    silently, and a notebook would report precision@k for a k it did not use."""
+    if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) \
+            or not 1 <= top_k <= MAX_TOP_K:
+        raise ConfigError(f"top_k={top_k!r} must be an int from 1 to {MAX_TOP_K}.")
+    return widgets.BoundedIntText(value=int(top_k), min=1, max=MAX_TOP_K, description="top k",
+                                  layout={"width": "160px"})
 
 
 class _App:
@@ -176,8 +195,7 @@ class ZeroShotExplorer(_App):
                                               description="audio")
         self.label_space = widgets.Dropdown(options=list(dict.fromkeys(k[1] for k in taggers)),
                                             description="labels")
-        self.top_k = widgets.BoundedIntText(value=top_k, min=1, max=50, description="top k",
-                                            layout={"width": "160px"})
+        self.top_k = _top_k_box(top_k)
         self.button = widgets.Button(description="Rank clips", button_style="primary")
         self.results = pd.DataFrame()
         super().__init__([widgets.HBox([self.query, self.button]),
@@ -249,12 +267,13 @@ class RetrievalSearch(_App):
         self.query = widgets.Text(placeholder="describe a sound, e.g. a slow cello melody",
                                   description="search", continuous_update=False,
                                   layout={"width": "520px"})
-        self.top_k = widgets.BoundedIntText(value=top_k, min=1, max=50, description="top k",
-                                            layout={"width": "160px"})
+        self.top_k = _top_k_box(top_k)
         self.button = widgets.Button(description="Search", button_style="primary")
         self.results = pd.DataFrame()
         super().__init__([widgets.HBox([self.query, self.button, self.top_k])], players)
         self.query.observe(lambda _: self.run(), names="value")
+        self.top_k.observe(lambda _: self.run() if self.query.value.strip() else None,
+                           names="value")
         self.button.on_click(lambda _: self.run())
 
     def search(self, text: str) -> pd.DataFrame:
@@ -315,6 +334,7 @@ class FoldExplorer(_App):
             [self.family, self.label_space, self.button])])], players=False)
         self.widget.children = (*self.widget.children, self.plot)
         self.family.observe(lambda change: self.hold_out_family(change["new"]), names="value")
+        self.held_out.observe(lambda _: self._forget_family(), names="value")
         self.button.on_click(lambda _: self.train())
         data.index(list(held_out))  # an unknown class id raises a ConfigError naming it
         self.held_out.value = tuple(held_out)
@@ -323,6 +343,14 @@ class FoldExplorer(_App):
         """Select every class of ``family`` (the "distant" case: no relative left in training)."""
         if family != self.NO_FAMILY:
             self.held_out.value = tuple(self.data.group_members()[family])
+
+    def _forget_family(self) -> None:
+        """Show no family once the selection is no longer exactly one, so that the dropdown does
+        not name classes that are not held out, and choosing that family again selects it."""
+        family = self.family.value
+        if (family != self.NO_FAMILY
+                and set(self.held_out.value) != set(self.data.group_members()[family])):
+            self.family.value = self.NO_FAMILY
 
     def train(self) -> pd.DataFrame:
         """Retrain with the selected classes held out; update table, figure and message."""
@@ -366,6 +394,6 @@ class FoldExplorer(_App):
                     f"{self.table['random_ap'].mean():.3f}).")
 
         if not self._guarded(work):
-            self.table, self.figure = pd.DataFrame(), None
+            self.table, self.figure, self.seconds = pd.DataFrame(), None, float("nan")
             self.plot.clear_output()
         return self.table
