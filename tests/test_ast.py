@@ -223,6 +223,17 @@ def test_loader_names_missing_and_unexpected_keys(tmp_path):
         f"error should name both keys: {err.value}")
 
 
+def test_loader_names_mis_shaped_keys_in_a_data_error(tmp_path):
+    """A tensor of the wrong shape under a right name (a foreign or damaged file) is a DataError
+    naming the key and both shapes, not transformers' bare RuntimeError."""
+    cfg = ASTEncoderConfig.tiny(num_classes=5)
+    p = "audio_spectrogram_transformer.encoder.layer.0.intermediate.dense.bias"
+    write_checkpoint(tmp_path, cfg, classes=5, extra={p: torch.zeros(cfg.mlp_dim + 1)})
+    shapes = rf"(intermediate\.dense|mlp\.fc1)\.bias: checkpoint \({cfg.mlp_dim + 1},\)"
+    with pytest.raises(DataError, match=shapes):
+        load_ast_pretrained(ASTEncoder(cfg), str(tmp_path))
+
+
 def test_loader_rejects_another_architecture(tmp_path):
     write_checkpoint(tmp_path, ASTEncoderConfig.tiny(num_classes=5, time_stride=12), classes=5)
     with pytest.raises(ConfigError, match="time_stride"):

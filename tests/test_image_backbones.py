@@ -388,7 +388,7 @@ def test_hf_loader_names_bad_keys(tmp_path):
     with pytest.raises(DataError, match=r"missing keys \['vit\.layernorm\.bias'\].*head\.extra"):
         ib.load_hf_pretrained(enc, _write_checkpoint(tmp_path / "bad", bad, "vit"))
     wide = _official_vit(torch.Generator().manual_seed(7), **{**kwargs, "classes": 11})
-    with pytest.raises(DataError, match="do not fit"):
+    with pytest.raises(DataError, match=r"wrong shapes \['classifier\.bias: checkpoint \(11,\)"):
         ib.load_hf_pretrained(enc, _write_checkpoint(tmp_path / "wide", wide, "vit"))
     with pytest.raises(DataError, match="could not read"):
         ib.load_hf_pretrained(enc, tmp_path / "absent")

@@ -23,6 +23,8 @@ from zskit.errors import ConfigError
 
 __all__ = ["AudioEncoder", "EncoderOutput", "PretrainedCfg", "check_lengths", "check_waveforms"]
 
+_MAX_CHANNELS = 8  # a (B, T) batch with T this small and more clips than samples is (T, channels)
+
 
 @dataclass(frozen=True)
 class PretrainedCfg:
@@ -56,14 +58,31 @@ class EncoderOutput:
 
 
 def check_waveforms(waveforms: torch.Tensor, sample_rate: int) -> torch.Tensor:
-    """``(B, T)`` float waveforms (a single ``(T,)`` clip becomes a batch of one)."""
+    """``(B, T)`` float waveforms with ``T >= 1`` (a single ``(T,)`` clip becomes a batch of one).
+
+    Refused, as each would otherwise run and give wrong embeddings without a word: integer PCM
+    (unscaled, 32768 times too loud), clips with no samples (padded up to the model window they
+    embed as silence) and a ``(samples, channels)`` array (each sample would become a clip).
+    """
     if waveforms.ndim == 1:
         waveforms = waveforms.unsqueeze(0)
     if waveforms.ndim != 2 or not waveforms.is_floating_point():
         raise ConfigError(
-            f"expected mono float waveforms (B, T) at {sample_rate} Hz, got "
-            f"{tuple(waveforms.shape)} {waveforms.dtype}; load them with "
-            f"zskit.audio.load_audio(path, {sample_rate}) and batch with zskit.audio.pad_batch."
+            f"expected mono float waveforms (B, T) at {sample_rate} Hz, got shape "
+            f"{tuple(waveforms.shape)} and dtype {waveforms.dtype}; load them with "
+            f"zskit.audio.load_audio(path, {sample_rate}) (scale integer PCM to [-1, 1] first: "
+            "int16 / 32768) and batch them with zskit.audio.pad_batch."
+        )
+    clips, samples = waveforms.shape
+    if samples == 0:
+        raise ConfigError(
+            f"the waveforms {tuple(waveforms.shape)} hold no samples; check that the audio "
+            "loaded and was not cropped to nothing, and drop empty clips before encoding."
+        )
+    if samples <= _MAX_CHANNELS and clips > samples:
+        raise ConfigError(
+            f"the waveforms {tuple(waveforms.shape)} look like (samples, channels); pass one "
+            "clip per row, mixed down to mono: waveforms.mean(1) for one clip."
         )
     return waveforms
 

@@ -192,6 +192,22 @@ def config_for_weights(cfg: Any, pretrained: PretrainedCfg | None,
     return dataclasses.replace(cfg, **changed) if changed else cfg
 
 
+def _check_weights_fit(kind: str, name: str, cfg: Any, pretrained: PretrainedCfg | None) -> None:
+    """Refuse a config whose sample rate or embedding size differs from what the weights state:
+    the weights would load (no tensor shape depends on the rate) and run on the wrong audio."""
+    if pretrained is None:
+        return
+    for setting, fix in (("sample_rate", "resample the audio to the weights' rate instead"),
+                         ("embed_dim", "build the encoder with its default size")):
+        need, have = getattr(pretrained, setting), getattr(cfg, setting, None)
+        if need is not None and have is not None and need != have:
+            raise ConfigError(
+                f"{kind} encoder {name!r} has {setting}={have}, but its weights "
+                f"{pretrained.tag!r} were trained with {setting}={need}; drop the {setting} "
+                f"override ({fix})."
+            )
+
+
 def _create(kind: str, name: str, pretrained: Any, tiny: bool, overrides: dict[str, Any]) -> Any:
     name, pretrained = _split_name(kind, name, pretrained)
     spec = encoder_spec(kind, name)
@@ -208,6 +224,7 @@ def _create(kind: str, name: str, pretrained: Any, tiny: bool, overrides: dict[s
         cfg = dataclasses.replace(cfg, **overrides)
     pcfg = spec.pretrained_cfg(pretrained)
     cfg = config_for_weights(cfg, pcfg, overrides)
+    _check_weights_fit(kind, name, cfg, pcfg)
     model = spec.build(cfg, pcfg)
     if pcfg is not None and isinstance(model, nn.Module):
         model.eval()  # pretrained weights are for inference first; call .train() to fine-tune

@@ -5,7 +5,8 @@
   CPU. Any failure (truncated download, foreign file) is a :class:`~zskit.errors.DataError` that
   names the file and says to delete it and download it again.
 - :func:`check_state_dict` compares a state dict with the keys and shapes a model expects and
-  raises one :class:`~zskit.errors.DataError` listing every missing, unexpected and mis-shaped key.
+  raises one :class:`~zskit.errors.DataError` listing every missing, unexpected and mis-shaped key
+  (and every key whose values are integers where the model holds floats, or the reverse).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from zskit.errors import DataError, require
@@ -78,12 +80,31 @@ def _listing(items: list[str]) -> str:
 
 
 def _shape(value: Any) -> tuple[int, ...]:
-    return tuple(getattr(value, "shape", value))
+    """The shape of a tensor or array, a shape given as such, or ``()`` for a Python number."""
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        return tuple(shape)
+    return tuple(value) if isinstance(value, (tuple, list)) else ()
+
+
+def _kind(value: Any) -> str | None:
+    """The value type of a tensor's or array's dtype: float, int or bool (``None`` for a shape)."""
+    dtype = getattr(value, "dtype", None)
+    if isinstance(dtype, torch.dtype):
+        if dtype.is_floating_point or dtype.is_complex:
+            return "float"
+        return "bool" if dtype == torch.bool else "int"
+    if dtype is None:
+        return None
+    dtype = np.dtype(dtype)
+    return {"f": "float", "c": "float", "b": "bool", "i": "int", "u": "int"}.get(dtype.kind,
+                                                                               dtype.name)
 
 
 def check_state_dict(expected: Mapping[str, Any], state: Mapping[str, Any], where: str,
                      hint: str, ignore: Iterable[str] = ()) -> None:
-    """Raise one :class:`DataError` unless ``state`` has exactly the keys and shapes of ``expected``.
+    """Raise one :class:`DataError` unless ``state`` has exactly the keys and shapes of ``expected``
+    (and, where both sides are tensors or arrays, float values where it has floats).
 
     ``expected`` maps each key to its shape (or to a tensor, e.g. ``model.state_dict()``);
     ``where`` names the source (a file, "the given state dict"); ``hint`` says what to do. Keys
@@ -92,22 +113,37 @@ def check_state_dict(expected: Mapping[str, Any], state: Mapping[str, Any], wher
     """
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
+    shared = [k for k in expected if k in state]
     wrong = [f"{k}: checkpoint {_shape(state[k])} vs model {_shape(expected[k])}"
-             for k in expected if k in state and _shape(state[k]) != _shape(expected[k])]
-    _raise_if_any(missing, unexpected, wrong, where, hint, ignore)
+             for k in shared if _shape(state[k]) != _shape(expected[k])]
+    # Integers in a float parameter (an int8-quantised or foreign file) would load silently, cast
+    # by load_state_dict; float16 or float64 into float32 is fine.
+    kinds = {k: (_kind(state[k]), _kind(expected[k])) for k in shared}
+    wrong_kind = [f"{k}: checkpoint {have} vs model {want}" for k, (have, want) in kinds.items()
+                  if have is not None and want is not None and have != want]
+    _raise_if_any(missing, unexpected, wrong, where, hint, ignore, wrong_kind)
 
 
 def check_loading_info(info: Mapping[str, Any], where: str, hint: str,
                        ignore: Iterable[str] = ()) -> None:
     """:func:`check_state_dict` for transformers' ``from_pretrained(..., output_loading_info=True)``
     report: its ``missing_keys``, ``unexpected_keys`` and ``mismatched_keys``."""
-    missing, unexpected, wrong = ([str(k) for k in info.get(name, ())] for name in (
-        "missing_keys", "unexpected_keys", "mismatched_keys"))
+    missing, unexpected = ([str(k) for k in info.get(name, ())] for name in (
+        "missing_keys", "unexpected_keys"))
+    wrong = [_mismatch(k) for k in info.get("mismatched_keys", ())]
     _raise_if_any(missing, unexpected, wrong, where, hint, ignore)
 
 
+def _mismatch(entry: Any) -> str:
+    """transformers' ``(key, checkpoint shape, model shape)`` as ``check_state_dict`` words it."""
+    if isinstance(entry, (tuple, list)) and len(entry) == 3:
+        key, have, want = entry
+        return f"{key}: checkpoint {tuple(have)} vs model {tuple(want)}"
+    return str(entry)
+
+
 def _raise_if_any(missing: list[str], unexpected: list[str], wrong: list[str], where: str,
-                  hint: str, ignore: Iterable[str]) -> None:
+                  hint: str, ignore: Iterable[str], wrong_kind: Iterable[str] = ()) -> None:
     patterns = list(ignore)
 
     def kept(keys: list[str]) -> list[str]:
@@ -115,6 +151,6 @@ def _raise_if_any(missing: list[str], unexpected: list[str], wrong: list[str], w
 
     parts = [f"{name} {_listing(keys)}" for name, keys in (
         ("missing keys", kept(missing)), ("unexpected keys", kept(unexpected)),
-        ("wrong shapes", sorted(wrong))) if keys]
+        ("wrong shapes", sorted(wrong)), ("wrong value types", sorted(wrong_kind))) if keys]
     if parts:
         raise DataError(f"{where} does not fit the model: {'; '.join(parts)}. {hint}")

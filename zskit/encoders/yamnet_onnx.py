@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from zskit.audio import LogMel, LogMelConfig
+from zskit.encoders.base import check_waveforms
 from zskit.errors import OFFLINE_INSTALL, ConfigError, DataError, require
 from zskit.fileio import atomic_write, file_sha256
 from zskit.paths import data_root
@@ -275,7 +276,7 @@ class YamnetOnnx:
 
         ``wav`` is ``(T,)``, ``(B, T)`` or a list of ``(T_i,)`` tensors of different lengths.
         """
-        clips = _as_clips(wav)
+        clips = _as_clips(wav, self.sample_rate)
         patches = [self.patches(clip) for clip in clips]
         emb, logits, _ = self.run_patches(torch.cat(patches))  # all clips' patches at once
         sizes = [len(p) for p in patches]
@@ -318,20 +319,19 @@ class YamnetOnnx:
         ]
 
 
-def _as_clips(wav: torch.Tensor | Sequence[torch.Tensor]) -> list[torch.Tensor]:
+def _as_clips(wav: torch.Tensor | Sequence[torch.Tensor], sample_rate: int) -> list[torch.Tensor]:
+    """Mono float clips ``(T_i,)`` on the CPU (onnxruntime runs there), checked as every audio
+    encoder checks its input (``check_waveforms``: no integer PCM, no empty clips)."""
     if isinstance(wav, np.ndarray):
         wav = torch.from_numpy(wav)
     if torch.is_tensor(wav):
-        if wav.ndim == 1:
-            return [wav]
-        if wav.ndim == 2:
-            return list(wav)
-        raise ConfigError(
-            f"waveforms must be (T,) or (B, T) mono at 16 kHz, got shape {tuple(wav.shape)}; "
-            "mix channels down and resample first (zskit.audio.io.load_audio does both)."
-        )
-    clips = [torch.as_tensor(w) for w in wav]
-    bad = [tuple(c.shape) for c in clips if c.ndim != 1]
-    if bad or not clips:
-        raise ConfigError(f"a list of waveforms must hold (T,) tensors, got shapes {bad or '[]'}.")
-    return clips
+        clips = list(check_waveforms(wav, sample_rate))
+    else:
+        clips = [torch.as_tensor(w) for w in wav]
+        bad = [tuple(c.shape) for c in clips if c.ndim != 1]
+        if bad:
+            raise ConfigError(f"a list of waveforms must hold (T,) tensors, got shapes {bad}.")
+        clips = [check_waveforms(c, sample_rate)[0] for c in clips]
+    if not clips:
+        raise ConfigError("no waveforms were given; pass at least one clip.")
+    return [clip.detach().cpu() for clip in clips]

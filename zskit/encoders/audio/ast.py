@@ -253,8 +253,10 @@ def load_ast_pretrained(model: ASTEncoder, source: str, **kwargs: Any) -> ASTEnc
     """
     modeling = _transformers()
     try:
+        # ignore_mismatched_sizes: mis-shaped weights are reported in `info` (a DataError naming
+        # them below) instead of failing with a bare RuntimeError.
         hf, info = modeling.ASTForAudioClassification.from_pretrained(
-            source, output_loading_info=True, **kwargs)
+            source, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
     except OSError as err:
         raise DataError(
             f"could not load AST weights from {source!r}: {err}. Check the network connection, or "

@@ -585,15 +585,14 @@ def load_hf_pretrained(encoder: ResNetAudioEncoder | ViTAudioEncoder, source: st
 
     cls = getattr(transformers, type(encoder.backbone).__name__)
     try:
+        # ignore_mismatched_sizes: mis-shaped weights are reported in `info` (a DataError naming
+        # them below) instead of failing with a bare RuntimeError.
         model, info = cls.from_pretrained(str(source), config=encoder.cfg.hf_config(num_channels=3),
-                                          output_loading_info=True)
+                                          output_loading_info=True, ignore_mismatched_sizes=True)
     except OSError as err:
         raise DataError(f"could not read Hugging Face weights from {source!r}: {err}. Check the "
                         "hub id and the network, or pass a local folder with config.json and "
                         "model.safetensors.") from err
-    except RuntimeError as err:  # transformers refuses mis-shaped tensors
-        raise DataError(f"the weights at {source!r} do not fit {type(encoder).__name__}'s config: "
-                        f"{err}. Use the encoder's default config for these weights.") from err
     # BatchNorm's step counter matters only with momentum=None, which these models do not use;
     # checkpoints written without it are complete.
     check_loading_info(info, f"the weights at {source!r}",

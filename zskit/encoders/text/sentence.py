@@ -175,6 +175,8 @@ class SentenceEncoder(nn.Module):
 
     def encode_labels(self, names: Sequence[str]) -> torch.Tensor:
         """Class ids or names as words (``label_text``), put into ``cfg.template``, embedded."""
+        if isinstance(names, str):
+            names = [names]  # one label, not one label per character
         return self.encode([self.cfg.template.format(label_text(n)) for n in names])
 
 
@@ -249,8 +251,11 @@ def load_sentence_model(source: str, dropout: float | None = None, model_type: s
     allowed only for the pretraining heads and the pooler, which are dropped.
     """
     config = _config(source, model_type, revision, dropout)
+    # ignore_mismatched_sizes: transformers then reports mis-shaped weights in `info` (raised
+    # below as a DataError naming them) instead of failing with a bare RuntimeError.
     model, info = _hub_call(source, _transformers().AutoModel.from_pretrained, _resolve(source),
-                            config=config, revision=revision, output_loading_info=True)
+                            config=config, revision=revision, output_loading_info=True,
+                            ignore_mismatched_sizes=True)
     check_loading_info(info, f"the checkpoint {source!r}",
                        f"The model is {type(model).__name__}: use a BERT or RoBERTa checkpoint "
                        "saved by transformers.",

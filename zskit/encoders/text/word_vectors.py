@@ -9,7 +9,8 @@ A label is embedded as the mean vector of its words (paper 1: "fire truck" avera
 (``"mallet_percussion"``, ``"Bowed string instrument"``); each word is looked up lowercase first,
 then as written and capitalised (for the cased Common Crawl and Google News vocabularies). A few
 function words (``of``, ``the``, ...) are dropped unless nothing else is left. A label with no
-known word raises an error naming it (or gets a zero vector with ``on_unknown="zero"``).
+known word raises an error naming it (or gets a zero vector with ``on_unknown="zero"``); a label
+with only some of its words unknown is averaged over the known ones, with a logged warning.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ __all__ = [
     "random_vectors",
 ]
 
-_WORD = re.compile(r"[0-9A-Za-z]+")
+_WORD = re.compile(r"[^\W_]+")  # runs of letters and digits, accented ones included
 _ID_SEPARATORS = re.compile(r"[_\-]+")
 STOPWORDS = frozenset({"a", "an", "and", "by", "for", "in", "of", "on", "or", "s", "the", "to"})
 ON_UNKNOWN = ("raise", "zero")
@@ -113,17 +114,23 @@ class WordVectorEncoder:
 
     def words(self, name: str) -> list[str]:
         """The vocabulary entries of ``name``'s words that enter its mean."""
+        return self._lookup(name)[0]
+
+    def _lookup(self, name: str) -> tuple[list[str], list[str]]:
+        """``(vocabulary entries that enter the mean, content words not in the vocabulary)``."""
         vocab = self.vectors.key_to_index
-        found = []
+        found, unknown = [], []
         for word in _WORD.findall(name):
-            for candidate in dict.fromkeys((word.lower(), word, word.capitalize())):
-                if candidate in vocab:
-                    found.append(candidate)
-                    break
+            match = next((c for c in dict.fromkeys((word.lower(), word, word.capitalize()))
+                          if c in vocab), None)
+            if match is not None:
+                found.append(match)
+            elif word.lower() not in STOPWORDS:
+                unknown.append(word)
         if not self.cfg.drop_stopwords:
-            return found
+            return found, unknown
         content = [w for w in found if w.lower() not in STOPWORDS]
-        return content or found
+        return content or found, unknown
 
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         """Mean word vector of each text, ``(len(texts), embed_dim)``; see ``cfg.on_unknown``."""
@@ -131,7 +138,10 @@ class WordVectorEncoder:
             texts = [texts]
         out = np.zeros((len(texts), self.embed_dim), dtype=np.float32)
         for i, text in enumerate(texts):
-            words = self.words(text)
+            words, unknown = self._lookup(text)
+            if words and unknown:  # the mean silently loses part of the label otherwise
+                log.warning("label %r: %s not in the vocabulary; its vector is the mean of %s",
+                            text, unknown, words)
             if not words and self.cfg.on_unknown == "zero":
                 log.warning("label %r has no known word; it gets a zero vector", text)
                 continue
