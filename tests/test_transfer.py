@@ -1,8 +1,12 @@
 """Paper 5's pieces: cached spectrogram images, image augmentation, the image-input encoder,
-partial fine-tuning, the memoised text encoder, corpus subsets, clip-wise epochs, and the WordNet
-lexicon read from database files in WordNet's own format."""
+batch-norm statistics of a random encoder, tied rankings, partial fine-tuning, the memoised text
+encoder, corpus subsets, clip-wise epochs, and the WordNet lexicon read from database files in
+WordNet's own format."""
 
 from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,10 +28,12 @@ from zskit.models.transfer import (
     ImageAugment,
     ImageInputEncoder,
     MemoEncode,
+    calibrate_batch_norm,
     embed_images,
     partial_finetune,
     spectrogram_images,
     subset_rows,
+    tied_rankings,
 )
 from zskit.text_augment import TextNoise, wordnet_dir, wordnet_lexicon
 
@@ -98,6 +104,73 @@ def test_image_augment_masks_and_stretches_only_in_training():
     for bad in ({"freq_mask": 1.0}, {"stretch": (1.2, 1.0)}, {"stretch": (0.0, 1.0)}):
         with pytest.raises(ConfigError):
             ImageAugment(**bad)
+
+
+def _pairwise_cosine(x):
+    x = torch.nn.functional.normalize(x, dim=1)
+    return (x @ x.T)[~torch.eye(len(x), dtype=torch.bool)]
+
+
+def test_calibrate_batch_norm_gives_a_random_encoder_embeddings_of_its_inputs():
+    """Notebook 05's random-init runs scored below chance: with its initial batch-norm statistics
+    a random EfficientNet-Lite0 (full depth) embeds every image as a near-zero, near-parallel
+    vector. Statistics of the images give embeddings of order 1 that tell images apart."""
+    torch.manual_seed(0)
+    encoder = create_audio_encoder("efficientnet_lite0", image_size=(64, 64))
+    images = torch.randn(11, 1, 64, 64) * 0.45 - 0.1
+    before = embed_images(encoder, images)
+    assert before.norm(dim=1).max() < 1e-3 and _pairwise_cosine(before).min() > 0.8
+    norms = [m for m in encoder.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta, modes = [m.momentum for m in norms], [m.training for m in encoder.modules()]
+    assert calibrate_batch_norm(encoder, images, batch_size=5) == len(norms)  # 5, 5, 1 + 1
+    assert [m.momentum for m in norms] == momenta
+    assert [m.training for m in encoder.modules()] == modes
+    after = embed_images(encoder, images)
+    assert after.norm(dim=1).min() > 1.0 and _pairwise_cosine(after).mean() < 0.8
+    # the stem's input is the same in training and eval mode: its output is now standardised
+    # (up to the difference between the batches' average statistics and the whole set's)
+    stem = encoder.backbone._bn0
+    seen = []
+    hook = stem.register_forward_hook(lambda _m, _i, out: seen.append(out))
+    embed_images(encoder, images)
+    hook.remove()
+    out = seen[0].transpose(0, 1).flatten(1)  # (channels, values)
+    torch.testing.assert_close(out.mean(1), torch.zeros(len(out)), atol=0.05, rtol=0)
+    torch.testing.assert_close(out.var(1), torch.ones(len(out)), atol=0.15, rtol=0)
+    with pytest.raises(ConfigError, match="batch_size"):
+        calibrate_batch_norm(encoder, images, batch_size=1)
+
+
+def test_tied_rankings_counts_captions_whose_clip_ties_with_another():
+    captions = [[f"clip {i} a", f"clip {i} b"] for i in range(4)]
+    text = {c: torch.randn(6) for cs in captions for c in cs}
+    model = DualEncoder(Precomputed(5), Precomputed(6, encode=lambda ts: torch.stack(
+        [text[t] for t in ts])), dim=3)
+    torch.manual_seed(0)
+    assert tied_rankings(model, RetrievalPairs(torch.randn(4, 5), captions)) == 0.0
+    same = torch.randn(1, 5).expand(4, 5)  # one embedding for every clip: every ranking a tie
+    assert tied_rankings(model, RetrievalPairs(same, captions)) == 1.0
+    half = torch.cat([same[:2], torch.randn(2, 5)])  # clips 0 and 1 tie: their 4 captions of 8
+    assert tied_rankings(model, RetrievalPairs(half, captions)) == 0.5
+
+
+def test_check_05_fails_when_rankings_are_ties():
+    def load(name):
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    checks = load("checks_05")
+    metrics = load("test_retrieval_checks")._metrics_05()
+    metrics["ties"] = dict.fromkeys(checks.RUNS, 0.0)
+    checks.check(metrics)
+    metrics["ties"]["random init, projection only"] = 110 / 120  # the run before the fix
+    with pytest.raises(AssertionError, match="collapsed to one point"):
+        checks.check(metrics)
+    del metrics["ties"]["random init, projection only"]
+    with pytest.raises(AssertionError, match="ties of runs"):
+        checks.check(metrics)
 
 
 def test_partial_finetune_trains_last_blocks_and_keeps_classifier_frozen():

@@ -15,8 +15,12 @@ stretching. What this module adds for that comparison:
 - :class:`ImageInputEncoder`: an image encoder that takes those cached images instead of
   waveforms, with the augmentation in front, for :class:`~zskit.models.dual_encoder.DualEncoder`;
 - :func:`embed_images`: the clip embeddings of a frozen image encoder from the cached images;
+- :func:`calibrate_batch_norm`: batch-norm statistics estimated on the training images, for a
+  randomly initialised encoder used frozen (its initial statistics describe no data);
 - :func:`partial_finetune`: freeze all but the last ``k`` blocks (paper 5: two), keeping frozen
   what feeds only the ImageNet classifier;
+- :func:`tied_rankings`: the share of captions whose relevant clip ties with another clip, the
+  mark of an audio side that maps every clip to the same point;
 - :class:`MemoEncode`: a frozen text encoder's ``encode`` that remembers every caption it has
   embedded, so paper 5's on-the-fly text noise (20% of a batch) costs one encoder call per new
   caption, not one per caption per epoch;
@@ -47,7 +51,12 @@ from zskit.cache import files_digest
 from zskit.devices import module_device
 from zskit.errors import ConfigError, DataError
 from zskit.fileio import atomic_write
-from zskit.models.dual_encoder import encoder_blocks, unfreeze_last_blocks
+from zskit.models.dual_encoder import (
+    DualEncoder,
+    RetrievalPairs,
+    encoder_blocks,
+    unfreeze_last_blocks,
+)
 from zskit.paths import data_root
 
 __all__ = [
@@ -55,10 +64,12 @@ __all__ = [
     "ImageAugment",
     "ImageInputEncoder",
     "MemoEncode",
+    "calibrate_batch_norm",
     "embed_images",
     "partial_finetune",
     "spectrogram_images",
     "subset_rows",
+    "tied_rankings",
 ]
 
 
@@ -212,6 +223,66 @@ def embed_images(encoder: nn.Module, images: torch.Tensor, batch_size: int = 32,
     finally:
         encoder.train(was_training)
     return torch.cat(out).float()
+
+
+@torch.no_grad()
+def calibrate_batch_norm(encoder: nn.Module, images: torch.Tensor, batch_size: int = 32) -> int:
+    """Set the running statistics of ``encoder``'s batch norms to those of ``images``; returns
+    how many batch norms it set. For a randomly initialised encoder, before it is used frozen.
+
+    Why: in eval mode a batch norm applies its running statistics, and a freshly initialised one
+    holds placeholders (mean 0, variance 1) that describe no data. With them a random
+    EfficientNet-Lite0 shrinks its input at every layer (PyTorch's default initialisation keeps
+    about a third of the variance per convolution): its embeddings come out about 1e-7 in size and
+    nearly parallel, a trained projection maps every clip to the same vector (its bias dominates),
+    and the rankings are ties, which retrieval metrics break against the relevant item. Here each
+    batch norm gets the plain average of its batch statistics over ``images`` (batches of
+    ``batch_size``), the other layers staying in eval mode: what
+    ``torch.optim.swa_utils.update_bn`` does, except that it puts the whole model in training mode,
+    which would also switch on EfficientNet's stochastic depth. Pass training images only.
+    """
+    encoder = _image_encoder(encoder)
+    if batch_size < 2:
+        raise ConfigError(f"batch_size={batch_size} must be >= 2 (batch statistics of one image "
+                          "are degenerate).")
+    if len(images) < 2:
+        raise DataError(f"{len(images)} image(s) given; batch statistics need at least 2.")
+    layers = [m for m in encoder.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    modes = {m: m.training for m in encoder.modules()}
+    momenta = {m: m.momentum for m in layers}
+    device = module_device(encoder) or torch.device("cpu")
+    encoder.eval()
+    try:
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # a cumulative average over the batches
+            m.train()
+        for a in range(0, len(images), batch_size):
+            # a last batch of one image is taken with the image before it
+            chunk = images[a:a + batch_size] if len(images) - a > 1 else images[a - 1:]
+            encoder.forward_image(chunk.to(device, torch.float32))
+    finally:
+        for m, momentum in momenta.items():
+            m.momentum = momentum
+        for m, mode in modes.items():
+            m.training = mode
+    return len(layers)
+
+
+def tied_rankings(model: DualEncoder, pairs: RetrievalPairs) -> float:
+    """The share of ``pairs``' captions whose relevant clip scores exactly as an irrelevant one.
+
+    Retrieval metrics rank an irrelevant item tied with the relevant one above it
+    (:func:`zskit.metrics.retrieval_per_query`), so an audio side that gives every clip the same
+    embedding scores *below* a random ranking instead of at it. A share above a few percent means
+    the rankings, and the metrics, say more about ties than about the model.
+    """
+    audio = model.embed_audio(pairs.audio, max_seconds=pairs.max_seconds).numpy()
+    scores = model.embed_text(pairs.caption_inputs()).numpy() @ audio.T
+    relevant = pairs.relevance()
+    best = np.max(scores, axis=1, where=relevant, initial=-np.inf)
+    return float(((scores == best[:, None]) & ~relevant).any(axis=1).mean())
 
 
 def partial_finetune(encoder: nn.Module, k: int) -> list[str]:
