@@ -281,3 +281,16 @@ def test_notebook_runs_the_esc50_recipe_in_smoke_mode(tmp_path, monkeypatch):
     checks = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(checks)
     checks.check(metrics)
+
+
+@pytest.mark.parametrize("norm_mean", [-4.2677393, None], ids=["normalised", "raw"])
+def test_spec_augment_masks_to_the_raw_filterbank_zero(norm_mean):
+    """AST masks the filterbank before normalising it: a masked cell of the normalised features
+    holds -mean / (2 std) (0.467 with AudioSet's statistics), 0 when features are not normalised."""
+    frontend = KaldiFbankConfig(num_mel_bins=32, target_length=64, norm_mean=norm_mean)
+    model = recipes._classifier(ASTEncoder(ASTEncoderConfig.tiny(frontend=frontend)), "esc50")
+    augment = next(m for m in model.modules() if type(m).__name__ == "SpecAugment")
+    expected = 0.0 if norm_mean is None else -norm_mean / (2 * frontend.norm_std)
+    assert augment.mask_value == pytest.approx(expected)
+    if norm_mean is not None:
+        assert augment.mask_value == pytest.approx(0.467, abs=1e-3)

@@ -220,10 +220,18 @@ class FbankDataset(Dataset):
 
 
 def _classifier(encoder: ASTEncoder, recipe: str) -> SpectrogramClassifier:
-    """The AST behind the recipe's SpecAugment (AST's input is (B, frames, bins))."""
+    """The AST behind the recipe's SpecAugment (AST's input is (B, frames, bins)).
+
+    AST masks the log-mel filterbank before normalising it, so a masked cell holds 0 in the raw
+    filterbank: after ``(x - mean) / (2 std)`` that is ``-mean / (2 std)`` (0.47 with AudioSet's
+    statistics), the value masked cells get here, since the encoder's features are normalised.
+    """
     aug = AST_AUGMENT[recipe]
+    fe = encoder.cfg.frontend
+    masked = 0.0 if fe.norm_mean is None else -fe.norm_mean / (2 * fe.norm_std)
     return SpectrogramClassifier(encoder, "forward_fbank", [SpecAugment(
-        int(aug["freq_mask"]), int(aug["time_mask"]), freq_dim=-1, time_dim=-2)])
+        int(aug["freq_mask"]), int(aug["time_mask"]), mask_value=masked, freq_dim=-1,
+        time_dim=-2)])
 
 
 def _clip_seconds(corpus: Corpus, encoder: ASTEncoder) -> float:

@@ -37,7 +37,8 @@ def masked_bce(
     ``outputs`` are logits (or probabilities with ``from_logits=False``; these are clamped to
     [0, 1]), ``targets`` in [0, 1] of the same shape. ``mask`` (bool, or float weights for a weighted mean) marks the entries
     that count; the mean is over those entries only. An all-masked batch gives 0 and zero
-    gradients, never NaN. Masked-out entries get exactly zero gradient (keep their outputs finite).
+    gradients, never NaN. Masked-out entries are ignored entirely: their outputs and targets may
+    hold anything (NaN for unknown labels, out-of-range values) and get exactly zero gradient.
     """
     if outputs.shape != targets.shape:
         raise ConfigError(
@@ -45,6 +46,16 @@ def masked_bce(
             f"{tuple(targets.shape)}; pass one target per output."
         )
     x, y = outputs.float(), targets.float()
+    if mask is not None:
+        if mask.shape != x.shape:
+            raise ConfigError(
+                f"masked_bce: mask has shape {tuple(mask.shape)} but outputs {tuple(x.shape)}; "
+                "pass one mask entry per output."
+            )
+        weight = mask.to(device=x.device, dtype=x.dtype)
+        # replaced before the loss, not after: a NaN there would reach the gradient as 0 * NaN
+        known = weight > 0
+        x, y = torch.where(known, x, 0.0), torch.where(known, y, 0.0)
     if from_logits:
         loss = F.binary_cross_entropy_with_logits(x, y, reduction="none")
     else:  # F.binary_cross_entropy refuses to run under autocast, hence the disabled region
@@ -53,13 +64,7 @@ def masked_bce(
             loss = F.binary_cross_entropy(x.clamp(0.0, 1.0), y, reduction="none")
     if mask is None:
         return loss.mean()
-    if mask.shape != loss.shape:
-        raise ConfigError(
-            f"masked_bce: mask has shape {tuple(mask.shape)} but outputs {tuple(loss.shape)}; "
-            "pass one mask entry per output."
-        )
-    weight = mask.to(device=loss.device, dtype=loss.dtype)
-    kept = torch.where(weight > 0, loss * weight, torch.zeros_like(loss))
+    kept = torch.where(known, loss * weight, torch.zeros_like(loss))
     return kept.sum() / weight.sum().clamp_min(torch.finfo(loss.dtype).tiny)
 
 
@@ -138,7 +143,8 @@ def info_nce(
         raise ConfigError("info_nce: the batch is empty; pass at least one (audio, text) pair "
                           "(drop empty batches before the loss).")
     scale = _scale(logit_scale, temperature)
-    logits = scale * (audio.float() @ text.float().T)
+    with torch.autocast(audio.device.type, enabled=False):  # autocast would run it in fp16/bf16
+        logits = scale * (audio.float() @ text.float().T)
     if clip_ids is not None and positives is not None:
         raise ConfigError("info_nce: pass clip_ids or positives, not both.")
     if clip_ids is not None:

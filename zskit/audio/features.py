@@ -21,7 +21,7 @@ import torchaudio
 from torch import nn
 from tqdm.auto import tqdm
 
-from zskit.audio.io import audio_info, load_audio
+from zskit.audio.io import audio_info, check_samples, load_audio
 from zskit.audio.segments import center_pad
 from zskit.errors import AudioLoadError, ConfigError
 from zskit.fileio import atomic_write
@@ -122,5 +122,6 @@ def _middle(path: str | os.PathLike, seconds: float) -> tuple[torch.Tensor, int]
                              dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as err:
         raise AudioLoadError(f"could not decode {path}: {err}") from err
+    check_samples(Path(path), data)  # as load_audio: no silent zeros or NaN features
     # mono in numpy: a torch reduction over this (1, T) view costs ~10x more on a busy CPU
     return torch.from_numpy(data.mean(axis=1, dtype="float32")), int(rate)

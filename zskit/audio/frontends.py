@@ -279,6 +279,8 @@ class KaldiFbankConfig:
     Normalisation is AST's ``(fbank - norm_mean) / (2 * norm_std)`` (mean 0, std 0.5); set
     ``norm_mean=None`` to skip it. ``target_length=None`` keeps the natural number of frames.
     Kaldi's per-frame DC removal makes AST's whole-clip mean subtraction redundant, so it is not done.
+    ``dither`` (Gaussian noise of that standard deviation on the float samples, as
+    ``kaldi.fbank`` adds it) applies in training mode only, so evaluation features stay deterministic.
     """
 
     sample_rate: int = 16000
@@ -613,7 +615,7 @@ class KaldiFbank(nn.Module):
         """Kaldi's log filter bank (and energy) of every clip of ``x`` (B, T): (B, frames, bins)."""
         cfg = self.cfg
         frames = x.unfold(-1, cfg.frame_length, self.shift)  # (B, frames, frame_length)
-        if cfg.dither != 0.0:
+        if cfg.dither != 0.0 and self.training:
             frames = frames + cfg.dither * torch.randn_like(frames)
         frames = frames - frames.mean(-1, keepdim=True)
         eps = torch.finfo(torch.float32).eps  # Kaldi's floor, whatever the dtype
