@@ -18,17 +18,41 @@ def good() -> dict:
            "test_clips_per_second": 100.0, "parameters": 1000}
     tokens = {"AST 16x16, overlap 0": 48, "AST 16x16, overlap 6": 95, "AST 64x2, no overlap": 99,
               "PaSST-N, patchout": 48, "PaSST-N, no patchout": 48}
+    published = {"AST 16x16, overlap 0": 0.143, "AST 16x16, overlap 6": 0.148,
+                 "AST 64x2, no overlap": 0.154}
+
+    def figure(name: str, value: float, published: float | None = None, unit: str = "mAP") -> dict:
+        return {"name": name, "value": value, "published": published, "unit": unit,
+                "source": "paper 2, Table 6" if published is not None else ""}
+
+    figures = [figure("random-baseline mAP (expected)", 0.1),
+               figure("keyword stand-in: test accuracy", 50.0, 98.11, "%")]
+    for run in tokens:
+        figures += [figure(f"{run}: mAP, weights averaged", row["map_averaged"], published.get(run)),
+                    figure(f"{run}: mAP, last epoch", row["map_last"])]
     return {"smoke": False, "random_map": 0.1, "patchout_speedup": 1.4, "settings": {"n_seeds": 2},
             "ensembles": {run: 0.33 for run in tokens},
             "position_grid": {"audio_grid": [12, 101]},
             "keywords": {"accuracy": 0.5, "chance": 1 / 35, "test_clips": 100},
-            "ablations": {run: {**row, "tokens": n} for run, n in tokens.items()}}
+            "ablations": {run: {**row, "tokens": n} for run, n in tokens.items()},
+            "figures": figures}
+
+
+def _figure(metrics: dict, name: str) -> dict:
+    return next(f for f in metrics["figures"] if f["name"] == name)
+
+
+def _set_map(metrics: dict, run: str, key: str, value: float) -> None:
+    """An ablation score as the notebook writes it: in the table and in its figure alike."""
+    metrics["ablations"][run][key] = value
+    label = {"map_averaged": "weights averaged", "map_last": "last epoch"}[key]
+    _figure(metrics, f"{run}: mAP, {label}")["value"] = value
 
 
 def test_good_metrics_pass_and_bad_ones_fail():
     checks_02.check(good())
     bad = copy.deepcopy(good())
-    bad["ablations"]["PaSST-N, patchout"]["map_averaged"] = 0.05
+    _set_map(bad, "PaSST-N, patchout", "map_averaged", 0.05)
     with pytest.raises(AssertionError, match="does not beat random"):
         checks_02.check(bad)
     bad["smoke"] = True  # a smoke run is too small for that claim
@@ -47,10 +71,11 @@ def test_good_metrics_pass_and_bad_ones_fail():
         checks_02.check(bad)
     bad = copy.deepcopy(good())
     bad["keywords"]["accuracy"] = 0.2  # 7x chance: a run stuck at chance for most epochs
+    _figure(bad, "keyword stand-in: test accuracy")["value"] = 20.0
     with pytest.raises(AssertionError, match="keyword accuracy"):
         checks_02.check(bad)
     bad = copy.deepcopy(good())
-    bad["ablations"]["AST 16x16, overlap 0"]["map_last"] = float("nan")
+    _set_map(bad, "AST 16x16, overlap 0", "map_last", float("nan"))
     with pytest.raises(AssertionError, match="not an mAP"):
         checks_02.check(bad)
     bad = copy.deepcopy(good())
@@ -65,13 +90,38 @@ def test_good_metrics_pass_and_bad_ones_fail():
         checks_02.check(bad)
 
 
+@pytest.mark.parametrize("edit, match", [
+    (lambda m: _set_map(m, "AST 16x16, overlap 6", "map_last", 0.09), "map_last 0.0900 does not beat"),
+    (lambda m: m["ensembles"].update({"PaSST-N, patchout": 0.08}), "ensemble of PaSST-N, patchout"),
+    (lambda m: m["figures"].pop(), "no figure 'PaSST-N, no patchout: mAP, last epoch'"),
+    (lambda m: _figure(m, "AST 16x16, overlap 0: mAP, weights averaged").update({"value": 0.5}),
+     "the ablation table 0.32"),
+    (lambda m: _figure(m, "AST 16x16, overlap 6: mAP, weights averaged").update(
+        {"published": 0.347}), "not paper 2's random-init 0.148"),
+    (lambda m: _figure(m, "AST 16x16, overlap 0: mAP, weights averaged").update(
+        {"published": 14.3}), "outside"),
+    (lambda m: _figure(m, "keyword stand-in: test accuracy").update({"source": ""}),
+     "without a paper 2 source"),
+    (lambda m: _figure(m, "keyword stand-in: test accuracy").update({"value": 0.5}),
+     "is not the measured accuracy"),
+    (lambda m: _figure(m, "random-baseline mAP (expected)").update({"value": 0.2}),
+     "random-baseline figure"),
+])
+def test_figures_and_default_claims_are_checked(edit, match):
+    bad = good()
+    edit(bad)
+    with pytest.raises(AssertionError, match=match):
+        checks_02.check(bad)
+
+
 def with_recipe() -> dict:
     metrics = good()
     folds = [{"fold": k, "train_clips": 1600, "test_clips": 400, "accuracy": 0.8 + k / 100}
              for k in range(1, 6)]
     metrics["recipe"] = {"data": "esc50", "metric": "accuracy", "value": 0.83, "chance": 0.02,
                          "clips": 2000, "scores": folds}
-    metrics["figures"] = [{"name": "ESC-50 recipe: accuracy, mean over the 5 folds"}]
+    metrics["figures"].append({"name": "ESC-50 recipe: accuracy, mean over the 5 folds", "value": 83.0,
+                               "published": None, "source": "", "unit": "%"})
     return metrics
 
 
@@ -91,7 +141,7 @@ def test_recipe_runs_are_checked():
     with pytest.raises(AssertionError, match="is not the mean"):
         checks_02.check(bad)
     bad = with_recipe()
-    bad["figures"] = []
+    bad["figures"].pop()
     with pytest.raises(AssertionError, match="no figure of the recipe"):
         checks_02.check(bad)
     bad = with_recipe()
