@@ -35,8 +35,13 @@ def _metrics_04():
     good = {"text_to_audio": _rates(0.2, 0.5, 0.6, 0.33), "audio_to_text": _rates(0.3, 0.6, 0.7,
                                                                                    0.2)}
     retrieval = {run: copy.deepcopy(good) for run in checks_04.RUNS}
-    figures = [{"name": f"text->audio R@10, {run}", "value": 60.0, "published": published,
-                "unit": "%"} for run, published in checks_04.PUBLISHED_R10.items()]
+    figures = [{"name": f"{arrow} {metric}, {run}", "value": 100 * good[direction][metric],
+                "published": checks_04.PUBLISHED[run][metric] if direction == "text_to_audio"
+                else None, "unit": "%", "data": "synth test split", "weights": "yamnet + minilm"}
+               for run in checks_04.RUNS
+               for direction, arrow in (("text_to_audio", "text->audio"),
+                                        ("audio_to_text", "audio->text"))
+               for metric in checks_04.METRICS]
     lengths = [2.0, 10.0]
     ablations = {name: {"metrics": copy.deepcopy(good), "seconds": 5.0, "what": "weights",
                         "trained_parameters": 1_443_841, "epochs": 5, "best_epoch": 4}
@@ -51,7 +56,7 @@ def _metrics_04():
     matrix = {f"{a:g} s": {f"{b:g} s": scratch["text_to_audio"] for b in lengths} for a in lengths}
     return {"retrieval": retrieval, "chance": copy.deepcopy(CHANCE), "figures": figures,
             "zero_shot": {"dual encoder + prompts": 0.5, "random (expected)": 0.2},
-            "ablations": ablations, "segment_matrix": matrix, "smoke": False,
+            "ablations": ablations, "segment_matrix": matrix, "smoke": False, "dataset": "synth",
             "settings": {"segment_lengths": lengths}}
 
 
@@ -66,8 +71,8 @@ def test_check_04_passes_good_metrics_and_fails_bad_ones():
     with pytest.raises(AssertionError, match="does not beat random"):
         checks_04.check(bad)
     bad = _metrics_04()
-    bad["figures"][0]["published"] = 38.0
-    with pytest.raises(AssertionError):
+    bad["figures"][3]["published"] = 38.0  # R@10 of "augmentation off" given its mAP@10
+    with pytest.raises(AssertionError, match="Table 3 says 68.56"):
         checks_04.check(bad)
     small = _metrics_04()  # 15 test clips: chance R@10 = 67%, so the factor applies to R@1
     small["chance"]["text_to_audio"] = _rates(1 / 15, 1 / 3, 2 / 3, 0.2)
@@ -75,6 +80,31 @@ def test_check_04_passes_good_metrics_and_fails_bad_ones():
         small["retrieval"][run]["text_to_audio"] = _rates(0.15, 0.8, 0.9, 0.45)
     with pytest.raises(AssertionError, match="R@1 0.150 is less than 3.0x"):
         checks_04.check(small)
+
+
+def _figure(metrics, name):
+    return next(f for f in metrics["figures"] if f["name"] == name)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda m: _figure(m, "text->audio mAP@10, augmentation on").update(published=38.0),
+     "Table 3 says 38.56"),
+    (lambda m: _figure(m, "audio->text R@1, augmentation off").update(published=25.51),
+     "the paper has no number for"),
+    (lambda m: m["figures"].remove(_figure(m, "audio->text R@5, augmentation on")),
+     "figure 'audio->text R@5, augmentation on' missing"),
+    (lambda m: _figure(m, "text->audio R@1, augmentation off").update(value=0.2),
+     "text->audio R@1, augmentation off"),
+    (lambda m: _figure(m, "text->audio R@5, augmentation off").update(weights=""), "weights ''"),
+    (lambda m: m["retrieval"]["augmentation off"]["audio_to_text"].update({"R@10": 70.0}),
+     "not a rate"),
+    (lambda m: m.update(zero_shot={}), "no zero-shot comparison"),
+])
+def test_check_04_fails_on_bad_figures_and_rates(change, match):
+    bad = _metrics_04()
+    change(bad)
+    with pytest.raises(AssertionError, match=match):
+        checks_04.check(bad)
 
 
 DELETE = object()
