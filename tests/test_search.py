@@ -172,3 +172,19 @@ def test_audio_search_runs_a_model_method_in_eval_mode_and_restores_training():
     engine = AudioSearch(model.encode_text, index)  # a model in training mode: dropout on
     assert all(engine.search("a", k=5)["row"].tolist() == expected for _ in range(4))
     assert model.training and model.audio_projection[2].training
+
+
+def test_equal_scores_go_to_the_lowest_rows_in_both_back_ends():
+    """Duplicate clips (or captions) tie: the exact path keeps the lowest rows, as the stable
+    brute force and FAISS do, for any batch size; torch.topk alone keeps arbitrary ones."""
+    items = np.repeat(np.eye(3, dtype=np.float32)[:2], 50, axis=0)  # rows 0-49 and 50-99 equal
+    items = np.concatenate([items, [[0.6, 0.8, 0.0]]]).astype(np.float32)  # row 100: no tie
+    queries = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0.6, 0.8, 0.0]], dtype=np.float32)
+    _, ref = brute_force(queries, items, 5)
+    for batch_size in (1, 3, None):
+        _, idx = topk_cosine(queries, items, k=5, batch_size=batch_size)
+        assert np.array_equal(idx.numpy(), ref), f"batch_size={batch_size}: {idx.tolist()}"
+    assert EmbeddingIndex(items).search(queries, k=5).indices.tolist() == ref.tolist()
+    if HAS_FAISS:
+        faiss_result = EmbeddingIndex(items, backend="faiss").search(queries, k=5)
+        assert faiss_result.indices.tolist() == ref.tolist(), "FAISS differs from exact on ties"

@@ -61,7 +61,8 @@ def topk_cosine(queries: Any, items: Any, k: int, batch_size: int | None = None,
 
     Rows are L2-normalised first (``normalize=False`` ranks by plain dot product). Queries are
     processed ``batch_size`` at a time (default: as many as keep one block's scores within 256 MiB,
-    e.g. 67 queries against 10^6 items); results are sorted best first.
+    e.g. 67 queries against 10^6 items); results are sorted best first, and of equal scores the
+    lowest rows come first (as with FAISS), whatever the batch size.
     """
     q, x = _as_matrix("queries", queries), _as_matrix("items", items)
     if q.shape[1] != x.shape[1]:
@@ -76,12 +77,39 @@ def topk_cosine(queries: Any, items: Any, k: int, batch_size: int | None = None,
         q, x = F.normalize(q, dim=1), F.normalize(x, dim=1)
     scores, indices = [], []
     for start in range(0, len(q), batch_size):
-        s, i = torch.topk(q[start:start + batch_size] @ x.T, k, dim=1)
+        s, i = _topk_lowest_rows(q[start:start + batch_size] @ x.T, k)
         scores.append(s)
         indices.append(i)
     if not scores:
         return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
     return torch.cat(scores), torch.cat(indices)
+
+
+def _topk_lowest_rows(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``torch.topk`` of each row of ``block``, with equal scores going to the lowest column.
+
+    Which of several equal scores ``torch.topk`` keeps is unspecified (it differs with the block
+    and the device), so duplicate clips or captions would make the results, and metrics computed
+    from them, depend on the batch size; FAISS keeps the lowest rows, and so does this.
+    """
+    s, i = torch.topk(block, min(k + 1, block.shape[1]), dim=1)  # one more: is the k-th shared?
+    cut = s[:, k] == s[:, k - 1] if s.shape[1] > k else torch.zeros(len(s), dtype=torch.bool)
+    s, i = s[:, :k], i[:, :k]
+    kth = s[:, -1:]
+    for r in cut.nonzero().flatten().tolist():  # the k-th score ties with a column left out
+        above = (block[r] > kth[r]).nonzero().flatten()
+        tied = (block[r] == kth[r]).nonzero().flatten()[: k - len(above)]
+        i[r] = torch.cat([above, tied])
+        s[r] = block[r, i[r]]
+    return _best_first(s, i)
+
+
+def _best_first(scores: torch.Tensor, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each row sorted by score, best first, and equal scores by row of the collection."""
+    order = indices.argsort(dim=1)
+    scores, indices = scores.gather(1, order), indices.gather(1, order)
+    order = scores.argsort(dim=1, descending=True, stable=True)
+    return scores.gather(1, order), indices.gather(1, order)
 
 
 @dataclass(frozen=True)
@@ -130,6 +158,7 @@ class EmbeddingIndex:
         if len(self.ids) != len(x):
             raise ConfigError(f"{len(self.ids)} ids for {len(x)} embeddings; pass one id per row.")
         self.backend, self.batch_size = backend, batch_size
+        self._faiss_exact = faiss_factory is None  # IndexFlatIP: the exact path's results
         self._faiss = self._build_faiss(faiss_factory, faiss_nprobe) if backend == "faiss" else None
 
     def __len__(self) -> int:
@@ -182,7 +211,14 @@ class EmbeddingIndex:
             scores, indices = topk_cosine(q, self.embeddings, k, self.batch_size, normalize=False)
             scores, indices = scores.numpy(), indices.numpy()
         else:
-            scores, indices = self._faiss.search(np.ascontiguousarray(q.numpy()), k)
+            extra = int(self._faiss_exact and k < len(self))  # one more: is the k-th shared?
+            scores, indices = self._faiss.search(np.ascontiguousarray(q.numpy()), k + extra)
+            tied = np.flatnonzero(scores[:, k - 1] == scores[:, -1]) if extra else []
+            scores, indices = (t.numpy() for t in _best_first(torch.from_numpy(scores[:, :k]),
+                                                               torch.from_numpy(indices[:, :k])))
+            if len(tied):  # FAISS keeps any of the rows that tie for the k-th place: ask torch
+                s, i = topk_cosine(q[tied], self.embeddings, k, self.batch_size, normalize=False)
+                scores[tied], indices[tied] = s.numpy(), i.numpy()
             found = indices >= 0  # an IVF index fills slots it could not reach with -1
             if not found.all():
                 ids = np.where(found, self.ids[np.where(found, indices, 0)], None)

@@ -134,6 +134,13 @@ class TensorBatches:
         for idx in order.split(self.batch_size)[skip : len(self)]:  # len leaves out a short last
             yield tuple([t.index_select(0, idx) for t in self.tensors])  # batch with drop_last
 
+    def generator_states(self, mid_epoch: bool) -> list[torch.Tensor]:
+        """None to keep in a checkpoint: each epoch's order comes from ``seed + epoch``."""
+        return []
+
+    def set_generator_states(self, states: Sequence[torch.Tensor]) -> None:
+        """Nothing to restore (see :meth:`generator_states`)."""
+
 
 class _ResumableSampler(DistributedSampler):
     """``DistributedSampler`` that can leave out the first ``skip`` indices of an epoch."""
@@ -170,18 +177,23 @@ class LoaderBatches:
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)  # worker seeds: not the global RNG
         self.sampler: _ResumableSampler | None = None
-        self._borrowers: list[Any] = []  # a caller's DataLoader / RandomSampler without generator
+        self._borrowers: list[Any] = []  # a caller's DataLoader / sampler without generator
+        self._own_generators: list[torch.Generator] = []  # ... and the generators they came with
+        self._epoch_start: list[torch.Tensor] = []  # the states of those as this epoch began
         if isinstance(data, DataLoader):
             self.loader = _distributed_loader(data, seed, dist) if dist.enabled else data
-            # A DataLoader without a generator of its own draws from torch's global generator
-            # each epoch (its workers' base seed; a RandomSampler's order), so a resumed run would
-            # draw at another point than the uninterrupted one: fit lends them its generator,
-            # reseeded per epoch, for the length of each epoch (the caller's loader is left as
-            # it was, ready for another fit with another seed).
-            sampler = self.loader.sampler
-            self._borrowers = [obj for obj in (self.loader, sampler)
-                               if (obj is self.loader or isinstance(obj, RandomSampler))
-                               and obj.generator is None]
+            # A DataLoader or random sampler (RandomSampler, WeightedRandomSampler, ...) without
+            # a generator of its own draws from torch's global generator each epoch (its workers'
+            # base seed; the sampler's order), so a resumed run would draw at another point than
+            # the uninterrupted one: fit lends them its generator, reseeded per epoch, for the
+            # length of each epoch (the caller's loader is left as it was, ready for another fit
+            # with another seed). Generators of their own run on from epoch to epoch: checkpoints
+            # keep their states (generator_states).
+            users = [obj for obj in (self.loader, *_samplers(self.loader))
+                     if hasattr(obj, "generator")]
+            self._borrowers = [obj for obj in users if obj.generator is None]
+            self._own_generators = list({id(obj.generator): obj.generator for obj in users
+                                         if obj.generator is not None}.values())
         else:
             if not hasattr(data, "__len__") or not hasattr(data, "__getitem__"):
                 raise ConfigError(
@@ -214,24 +226,47 @@ class LoaderBatches:
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[Any]:
         """The batches of ``epoch``, leaving out the first ``skip`` (to resume mid-epoch)."""
-        sampler = getattr(self.loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        for sampler in _samplers(self.loader):
+            if hasattr(sampler, "set_epoch"):
+                sampler.set_epoch(epoch)
         self.generator.manual_seed(self.seed + epoch)
-        if self.sampler is not None:
-            self.sampler.skip = skip * self.loader.batch_size
+        if self.sampler is not None and self.loader.num_workers == 0:
+            self.sampler.skip = skip * self.loader.batch_size  # nothing loaded for skipped ones
             try:
                 yield from self.loader
             finally:
                 self.sampler.skip = 0
-        else:  # a DataLoader given as is: skipped batches are still loaded
+        else:  # a DataLoader given as is, or workers: skipped batches are still loaded, so that
+            # each worker (its own random generators, batches taken in turn) draws for the
+            # batches after them what it drew in the uninterrupted run (random crops, say)
             for obj in self._borrowers:
                 obj.generator = self.generator
+            self._epoch_start = [g.get_state() for g in self._own_generators]
             try:
                 yield from itertools.islice(self.loader, skip, None)
             finally:
                 for obj in self._borrowers:
                     obj.generator = None
+
+    def generator_states(self, mid_epoch: bool) -> list[torch.Tensor]:
+        """For a checkpoint: the states of the caller's own generators (DataLoader, sampler) at
+        the start of this epoch when it is left ``mid_epoch`` (a resumed run draws it again from
+        its start), else as they are now (ready for the next epoch)."""
+        if mid_epoch:
+            return list(self._epoch_start)
+        return [g.get_state() for g in self._own_generators]
+
+    def set_generator_states(self, states: Sequence[torch.Tensor]) -> None:
+        """Restore the states saved by :meth:`generator_states` (to resume a run)."""
+        for generator, state in zip(self._own_generators, states):
+            generator.set_state(state)
+
+
+def _samplers(loader: DataLoader) -> list[Any]:
+    """The loader's sampler and, when the caller gave a ``batch_sampler``, the sampler inside it
+    (the loader's own ``sampler`` is then a stand-in that is never drawn from)."""
+    inner = getattr(loader.batch_sampler, "sampler", None)
+    return [s for s in dict.fromkeys((loader.sampler, inner)) if s is not None]
 
 
 def _distributed_loader(loader: DataLoader, seed: int, dist: DistInfo) -> DataLoader:

@@ -88,7 +88,7 @@ class TrainConfig:
     # Steps between reads of the loss on the host (the divergence check, the progress bar, the
     # epoch's train_loss). Each read waits for the GPU, so on a GPU the losses are kept there and
     # read in groups; a NaN is still reported at its own step, and never reaches a checkpoint.
-    # None: 1 on a CPU (a read costs nothing there), 16 on a GPU; 1 whenever a callback has
+    # None: 1 on a CPU (a read costs nothing there), 16 on a GPU; 1 whenever a callback defines
     # on_step_end (it is handed each step's loss).
     loss_read_every: int | None = None
 
@@ -111,6 +111,8 @@ class TrainConfig:
         _positive("warmup_epochs", self.warmup_epochs, strict=False)
         _positive("warmup_steps", self.warmup_steps, allow_none=True, strict=False)
         _positive("min_lr", self.min_lr, strict=False)
+        _positive("decay_start", self.decay_start, allow_none=True, strict=False)
+        _positive("decay_end", self.decay_end, allow_none=True)
         _positive("num_workers", self.num_workers, strict=False)
         _positive("average_last_k", self.average_last_k, strict=False)
         _positive("early_stopping_patience", self.early_stopping_patience, allow_none=True)
@@ -136,6 +138,9 @@ class TrainConfig:
             raise ConfigError(
                 f"TrainConfig.min_lr={self.min_lr} exceeds lr={self.lr}; lower min_lr."
             )
+        if None not in (self.decay_start, self.decay_end) and self.decay_end <= self.decay_start:
+            raise ConfigError(f"TrainConfig.decay_end={self.decay_end} must come after decay_start="
+                              f"{self.decay_start} (epochs); move one of them.")
         if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
             raise ConfigError(
                 f"TrainConfig.ema_decay={self.ema_decay} must lie in (0, 1), e.g. 0.999."

@@ -53,7 +53,7 @@ from zskit.train.distributed import (
     setup_distributed,
 )
 from zskit.train.schedules import LRSchedule
-from zskit.train.state import PROGRESS_FIELDS, FitResult, TrainingError, TrainState
+from zskit.train.state import PROGRESS_FIELDS, Callback, FitResult, TrainingError, TrainState
 
 __all__ = ["CHECKPOINT_FILE", "MODEL_FILE", "fit", "predict", "supervised"]
 
@@ -358,8 +358,9 @@ class _Run:
             )
         self.schedule.epoch_end(value)
         if value is not None:
-            better = s.best_value is None or (
-                value < s.best_value if config.mode == "min" else value > s.best_value
+            better = not math.isnan(value) and (  # a NaN epoch is never the best one
+                s.best_value is None
+                or (value < s.best_value if config.mode == "min" else value > s.best_value)
             )
             if better:
                 s.best_value, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
@@ -404,6 +405,8 @@ class _Run:
                     "best_state": self.best_state,
                     "progress": {name: getattr(self.state, name) for name in PROGRESS_FIELDS},
                     "rng": rng,
+                    "loader_generators": self.train.generator_states(
+                        mid_epoch=0 < self.state.step_in_epoch < self.steps_per_epoch),
                     "config": dataclasses.asdict(self.config),
                 },
                 self.checkpoint,
@@ -460,6 +463,7 @@ class _Run:
                 self.dist.world_size,
             )
         set_rng_state(rng[self.dist.rank % len(rng)])
+        self.train.set_generator_states(ckpt.get("loader_generators", []))  # older: none kept
         self.saved_step = self.state.step
         logger.info(
             "resumed from %s at step %d (epoch %d)",
@@ -485,7 +489,9 @@ class _Run:
             self._end_epoch(float("nan"))  # epoch's last step, before its end: do it now
         show = config.progress and self.dist.is_main
         bar = tqdm(total=self.total_steps, initial=s.step, desc="fit", unit="step", disable=not show)
-        on_step_end = [c.on_step_end for c in self.callbacks if hasattr(c, "on_step_end")]
+        on_step_end = [hook for c in self.callbacks  # (Callback's own is a no-op: left out)
+                       if (hook := getattr(c, "on_step_end", None)) is not None
+                       and getattr(hook, "__func__", hook) is not Callback.on_step_end]
         if on_step_end:  # each hook is handed each step's loss
             self.read_every = 1
         every = 10 if self.read_every == 1 else self.read_every  # progress bar's loss

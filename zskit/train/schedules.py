@@ -133,8 +133,10 @@ class LRSchedule:
             self.per_step.step()
 
     def epoch_end(self, monitored: float | None) -> None:
-        """Call at each epoch end with the monitored value (plateau schedule only)."""
-        if self.plateau is not None and monitored is not None:
+        """Call at each epoch end with the monitored value (plateau schedule only; from the end of
+        the warm-up on: a cut during the warm-up would apply to one step, then be overwritten)."""
+        if (self.plateau is not None and monitored is not None
+                and self.per_step.last_epoch >= self.warmup):
             self.plateau.step(monitored)
 
     def state_dict(self) -> dict[str, Any]:
@@ -155,9 +157,11 @@ class LRSchedule:
         if self.plateau is not None and state.get("plateau") is not None:
             self.plateau.load_state_dict(state["plateau"])
         ps = self.per_step
-        if self.plateau is None or ps.last_epoch <= self.warmup:  # the lr this schedule gives
-            # at the restored step (the optimiser's state holds the old schedule's when a
-            # resumed run changes it, and the constant shortcut would never correct it)
+        # The lr this schedule gives at the restored step (the optimiser's state holds the old
+        # schedule's when a resumed run changes it, and the constant shortcut would never correct
+        # it). After the warm-up the plateau schedule's lr is the optimiser's (ReduceLROnPlateau
+        # keeps it there; LambdaLR, no longer stepped, stays at the warm-up's last step).
+        if self.plateau is None or ps.last_epoch < self.warmup:
             for group, base, factor in zip(ps.optimizer.param_groups, ps.base_lrs, ps.lr_lambdas):
                 group["lr"] = base * factor(ps.last_epoch)
             ps._last_lr = [group["lr"] for group in ps.optimizer.param_groups]
