@@ -315,7 +315,7 @@ class HierarchyTrainConfig:
     consistency_weight: float = 1.0  # weight of the level-wise hierarchy terms
     device: str = "cpu"  # the small heads train fastest on the CPU; "auto" for fine-tuning
     amp: str = "auto"  # mixed precision where the device has it (TrainConfig.amp)
-    encoder_lr: float | None = None  # fine-tuned path: the encoder's lr (None: lr)
+    encoder_lr: float | None = None  # fine-tuned path: the encoder's lr (None: lr; 0: frozen)
     num_threads: int | None = 1  # torch CPU threads while run_methods trains the small heads
     #                              (1 is fastest for them; None leaves torch's setting alone)
 
@@ -329,6 +329,9 @@ class HierarchyTrainConfig:
             raise ConfigError(f"lambdas={self.lambdas} must be values in [0, 1], e.g. {LAMBDAS}.")
         if self.consistency_weight < 0:
             raise ConfigError(f"consistency_weight={self.consistency_weight} must be >= 0.")
+        if self.encoder_lr is not None and not self.encoder_lr >= 0:
+            raise ConfigError(f"encoder_lr={self.encoder_lr} must be >= 0 (0 keeps the encoder "
+                              "frozen) or None to use lr.")
 
     def train_config(self, seed: int) -> TrainConfig:
         """The :class:`zskit.train.TrainConfig` of one run."""
@@ -612,14 +615,15 @@ def finetune_method(
 ) -> tuple[HierarchicalTagger, dict[str, float]]:
     """Train ``encoder`` + the head of ``method`` end to end; return the model and its metrics.
 
-    The encoder learns at ``config.encoder_lr`` (default ``config.lr``), the new head at
-    ``config.lr``. To spare the CPU, the weights after the last epoch are kept (no validation
+    The encoder learns at ``config.encoder_lr`` (default ``config.lr``; 0 keeps it frozen), the
+    new head at ``config.lr``. To spare the CPU, the weights after the last epoch are kept (no validation
     pass per epoch); ``val`` only tunes the F1 thresholds. Validation and test use whole clips.
     """
     torch.manual_seed(seed)
     head = create_hierarchical_head(method, int(encoder.embed_dim), hierarchy)
     model = HierarchicalTagger(encoder, head, spec_augment)
-    groups = [{"params": list(encoder.parameters()), "lr": config.encoder_lr or config.lr},
+    encoder_lr = config.lr if config.encoder_lr is None else config.encoder_lr  # 0: frozen
+    groups = [{"params": list(encoder.parameters()), "lr": encoder_lr},
               {"params": list(head.parameters()), "lr": config.lr}]
     config = dataclasses.replace(config, early_stopping_patience=None)
     train_head(model, train, None, lam, config, seed, param_groups=groups)

@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 from zskit import viz
 from zskit.data.esc50 import CATEGORY_NAMES
 from zskit.errors import ConfigError, DataError
+from zskit.label_matching import label_transfer_weights
 from zskit.metrics import (
     average_precision_per_class,
     random_average_precision,
@@ -483,15 +484,19 @@ def run_condition(data: TaggingData, condition: Condition, label_encoder: Any,
 
 
 def _nearest(tagger: ZeroShotTagger, test_names: list[str]) -> tuple[list[str], np.ndarray]:
-    """Each test name's most similar trained class (cosine of label embeddings) and the cosine."""
-    def unit(x: Any) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    """Each test name's most similar trained class (cosine of label embeddings) and the cosine.
 
-    sim = unit(tagger.label_embeddings(test_names)) @ unit(
-        tagger.label_embeddings(tagger.classes_)).T
-    best = sim.argmax(axis=1)
-    return [tagger.classes_[j] for j in best], sim[np.arange(len(test_names)), best]
+    A zero label vector (a word-vector encoder's name with no known word, e.g. GloVe 6B's
+    "Caterwaul") has no direction: a trained class with one is never the nearest, and a test
+    name with one has none (``""`` and NaN), instead of an arbitrary class at cosine 0 that
+    would pose as the least proximate point of the semantic-distance analysis.
+    """
+    weights, sim = label_transfer_weights(tagger.label_embeddings(test_names),
+                                          tagger.label_embeddings(tagger.classes_), top_k=1)
+    best = weights.argmax(axis=1)
+    found = weights.any(axis=1)
+    return ([tagger.classes_[j] if ok else "" for j, ok in zip(best, found)],
+            np.where(found, sim[np.arange(len(test_names)), best], np.nan))
 
 
 @dataclass
@@ -501,7 +506,7 @@ class Evaluation:
     ``scores[(space, seed, condition)]`` is ``(n_eval, len(condition.test))`` logits,
     ``trained[...]`` the names the run's projection was trained on (selection classes excluded);
     ``per_class`` has one row per run and test class (AP, random AP, positives, nearest trained
-    class and its label-space cosine).
+    class and its label-space cosine: ``""`` and NaN for a test name with a zero label vector).
     """
 
     data: TaggingData  # the data set holding the test classes

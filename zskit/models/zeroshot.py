@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 import torch
+from scipy.special import expit
 from torch import nn
 
 from zskit.devices import module_device
@@ -336,7 +337,7 @@ class ZeroShotTagger:
     def predict_proba(self, audio: Any, class_names: Sequence[str],
                       kind: str = "auto") -> np.ndarray:
         """``P(c | x)`` for every clip and every given name (seen in training or not)."""
-        return 1.0 / (1.0 + np.exp(-self.decision_function(audio, class_names, kind)))
+        return expit(self.decision_function(audio, class_names, kind))  # no overflow at |x| > 88
 
     def predict(self, audio: Any, class_names: Sequence[str], threshold: float = 0.5,
                 kind: str = "auto") -> np.ndarray:
