@@ -132,19 +132,41 @@ def test_extract_7z_without_py7zr_says_how(tmp_path):
         extract_7z(tmp_path / "clotho_audio_development.7z", tmp_path / "audio")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("py7zr") is None, reason="py7zr not installed")
-def test_extract_7z_round_trip(tmp_path):
+def _archive(tmp_path, split):
+    """``clotho_audio_<split>.7z`` holding ``<split>/a.wav``, as Clotho's archives are laid out."""
     import py7zr
 
-    src = tmp_path / "development"
+    src = tmp_path / split
     src.mkdir()
     (src / "a.wav").write_bytes(b"RIFF")
-    archive = tmp_path / "clotho_audio_development.7z"
+    archive = tmp_path / f"clotho_audio_{split}.7z"
     with py7zr.SevenZipFile(archive, "w") as zf:
-        zf.writeall(src, "development")
+        zf.writeall(src, split)
+    return archive
+
+
+@pytest.mark.skipif(importlib.util.find_spec("py7zr") is None, reason="py7zr not installed")
+def test_extract_7z_round_trip(tmp_path):
+    archive = _archive(tmp_path, "development")
     dest = extract_7z(archive, tmp_path / "audio")
     assert (dest / "development" / "a.wav").read_bytes() == b"RIFF"
     assert extract_7z(archive, dest) == dest, "a second call is free"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("py7zr") is None, reason="py7zr not installed")
+def test_an_unpacked_folder_deleted_later_is_unpacked_again(tmp_path):
+    """The marker said "unpacked" after its folder was deleted: download_clotho and extract_7z
+    then did nothing and prepare_clotho kept telling the user to run download_clotho."""
+    archive = _archive(tmp_path, "evaluation")
+    dest = tmp_path / "audio"
+    extract_7z(archive, dest)
+    (dest / "evaluation" / "a.wav").unlink()
+    (dest / "evaluation").rmdir()
+    extract_7z(archive, dest)
+    assert (dest / "evaluation" / "a.wav").read_bytes() == b"RIFF"
+    (dest / ".zskit-clotho-audio").write_text("clotho_audio_evaluation.7z\n")  # older marker
+    archive.unlink()
+    assert extract_7z(archive, dest) == dest, "an older marker still counts as unpacked"
 
 
 def test_prepare_clotho_reads_the_metadata_beside_hand_placed_captions(tmp_path):

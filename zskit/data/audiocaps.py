@@ -31,7 +31,7 @@ from zskit.data.prepare import (
     report_missing_audio,
     write_caption_corpus,
 )
-from zskit.errors import DataError
+from zskit.errors import ConfigError, DataError
 
 __all__ = [
     "AUDIOCAPS_COMMIT",
@@ -100,6 +100,16 @@ def read_audiocaps_csv(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
+def _check_name_format(name_format: str) -> None:
+    """Refuse a ``name_format`` that names a field the clips do not have, before any work."""
+    try:
+        name_format.format(youtube_id="id", start=0, end=10, audiocap_id="1")
+    except (KeyError, IndexError, ValueError) as err:
+        raise ConfigError(f"name_format={name_format!r} does not fit the AudioCaps fields "
+                          f"({type(err).__name__}: {err}); use {{youtube_id}}, {{start}}, {{end}} "
+                          "and {audiocap_id}, e.g. '{youtube_id}_{start}'.") from None
+
+
 def _find_audio(index: dict[str, Path], fields: dict[str, object],
                 formats: Sequence[str]) -> Path | None:
     for fmt in formats:
@@ -121,6 +131,8 @@ def prepare_audiocaps(csv_dir: str | os.PathLike | None, audio_dir: str | os.Pat
     ``missing="drop"`` (default) leaves them out with a warning, ``"raise"`` stops.
     """
     check_missing_policy(missing)
+    if name_format:
+        _check_name_format(name_format)
     root = corpus_root(csv_dir, "audiocaps")
     formats = (name_format,) if name_format else NAME_FORMATS
     index = index_audio_files(audio_dir)

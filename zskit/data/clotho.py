@@ -39,6 +39,7 @@ from zskit.data.prepare import (
     write_caption_corpus,
 )
 from zskit.errors import DataError, missing_dependency
+from zskit.fileio import atomic_write
 
 __all__ = [
     "CLOTHO_FILES",
@@ -77,6 +78,21 @@ CLOTHO_FILES: dict[str, dict[str, RemoteFile]] = {
 _MARKER = ".zskit-clotho-audio"
 
 
+def _marker_lines(dest: Path) -> dict[str, list[str]]:
+    """``dest``'s record of unpacked archives: archive name -> the top-level items it gave (a
+    tab-separated line each; a line of older zskit versions holds the archive name only)."""
+    marker = dest / _MARKER
+    lines = marker.read_text(encoding="utf-8").splitlines() if marker.is_file() else []
+    return {fields[0]: fields[1:] for fields in (line.split("\t") for line in lines) if fields[0]}
+
+
+def _unpacked(dest: Path, archive_name: str) -> bool:
+    """Whether :func:`extract_7z` has unpacked an archive of this name into ``dest`` and what it
+    gave is still there (a deleted ``audio/evaluation`` folder is unpacked again)."""
+    items = _marker_lines(dest).get(archive_name)
+    return items is not None and all((dest / item).exists() for item in items)
+
+
 def extract_7z(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     """Unpack a ``.7z`` archive into ``dest_dir`` with ``py7zr`` (safely; atomic; re-runs free).
 
@@ -84,8 +100,7 @@ def extract_7z(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     to unpack by hand.
     """
     archive, dest = Path(archive), Path(dest_dir)
-    marker = dest / _MARKER
-    if marker.is_file() and archive.name in marker.read_text().split():
+    if _unpacked(dest, archive.name):
         return dest
     try:
         import py7zr
@@ -106,15 +121,17 @@ def extract_7z(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
                     raise UnsafeArchiveError(f"{archive}: member {name!r} would be written "
                                              "outside the destination; fetch a trusted copy.")
             zf.extractall(path=tmp)
-        for item in tmp.iterdir():
-            target = dest / item.name
+        items = sorted(item.name for item in tmp.iterdir())
+        for name in items:
+            target = dest / name
             if target.exists():
                 shutil.rmtree(target) if target.is_dir() else target.unlink()
-            os.replace(item, target)
+            os.replace(tmp / name, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    done = marker.read_text().split() if marker.is_file() else []
-    marker.write_text("\n".join([*done, archive.name]) + "\n")
+    done = {**_marker_lines(dest), archive.name: items}
+    with atomic_write(dest / _MARKER, "w") as fh:
+        fh.write("".join("\t".join([name, *got]) + "\n" for name, got in done.items()))
     return dest
 
 
@@ -122,13 +139,14 @@ def download_clotho(target_dir: str | os.PathLike | None = None,
                     splits: Iterable[str] = tuple(CLOTHO_SPLITS), *, audio: bool = True,
                     progress: bool = True) -> Path:
     """Download ClothoV2.1 (CSVs, and the audio unless ``audio=False``) into ``target_dir``
-    (default ``data_root()/clotho``), verified by MD5; unpack the audio. Safe to re-run."""
+    (default ``data_root()/clotho``), verified by MD5; unpack the audio. Safe to re-run: an
+    archive already unpacked is not fetched again, even after you deleted it to save space."""
     root = corpus_root(target_dir, "clotho")
     for split in check_choices(splits, CLOTHO_SPLITS, "Clotho splits"):
         files = CLOTHO_FILES[split]
         for kind in ("captions", "metadata"):
             download(files[kind], root / "csv", progress=progress)
-        if audio:
+        if audio and not _unpacked(root / "audio", files["audio"].name):
             archive = download(files["audio"], root / "archives", progress=progress)
             extract_7z(archive, root / "audio")
     return root
@@ -155,7 +173,7 @@ def _find_csv(root: Path, name: str) -> Path:
     if found is not None:
         return found
     raise DataError(f"{name} is not in {root / 'csv'} or {root}; run download_clotho({root}) "
-                    "or copy the Clotho CSV files there.")
+                    "or copy the Clotho CSV files there, or leave that split out (splits=[...]).")
 
 
 def prepare_clotho(target_dir: str | os.PathLike | None = None,
@@ -164,7 +182,8 @@ def prepare_clotho(target_dir: str | os.PathLike | None = None,
     """A zskit corpus folder from downloaded (or hand-placed) ClothoV2.1 files; returns it.
 
     Looks for the CSVs in ``<target>/csv`` (or ``<target>``) and the audio in
-    ``<target>/audio/<split>/`` (any folder under ``<target>`` is searched by file name).
+    ``<target>/audio/<split>/`` (any folder under ``<target>`` is searched by file name, then by
+    stem in any audio format).
     ``out_dir`` defaults to ``target_dir``. ``missing``: "raise" or "drop" clips without audio.
     """
     check_missing_policy(missing)
@@ -208,8 +227,9 @@ def prepare_clotho(target_dir: str | os.PathLike | None = None,
 
 
 def _clotho_audio(root: Path, split: str, name: str, index: dict[str, Path]) -> Path | None:
-    """``<root>/audio/<split>/<name>`` (or ``<root>/<split>/<name>``), else any file so named."""
+    """``<root>/audio/<split>/<name>`` (or ``<root>/<split>/<name>``), else any file so named,
+    else any audio file of that stem (the clip converted to FLAC, say, as WavCaps ships it)."""
     for folder in (root / "audio" / split, root / split):
         if (folder / name).is_file():
             return folder / name
-    return index.get(name)
+    return index.get(name) or index.get(Path(name).stem)

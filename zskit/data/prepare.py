@@ -6,8 +6,9 @@ so that the three recipes check their arguments, report absent audio and lay out
 
 - :func:`corpus_root` and :func:`check_choices`: the target folder and the splits or sources asked for;
 - :func:`read_json_file`: a downloaded JSON file, with an error that says how to get it again;
-- :func:`index_audio_files`, :func:`check_missing_policy`, :func:`report_missing_audio`: matching
-  clips to audio files, and what to do with clips that have none;
+- :func:`audio_files`, :func:`index_audio_files`, :func:`check_missing_policy`,
+  :func:`report_missing_audio`: matching clips to audio files, and what to do with clips that
+  have none;
 - :func:`write_caption_corpus`: the corpus folder itself.
 """
 
@@ -30,6 +31,7 @@ from zskit.paths import data_root
 __all__ = [
     "AUDIO_EXTENSIONS",
     "MISSING_POLICIES",
+    "audio_files",
     "check_choices",
     "check_missing_policy",
     "corpus_root",
@@ -81,22 +83,34 @@ def read_json_file(path: str | os.PathLike, missing_hint: str,
         raise DataError(f"{path} is not valid JSON ({err}); {invalid_hint}.") from None
 
 
-def index_audio_files(audio_dir: str | os.PathLike,
-                      extensions: Sequence[str] = AUDIO_EXTENSIONS) -> dict[str, Path]:
-    """Every audio file under ``audio_dir`` (recursively) by file name and by stem.
+def audio_files(audio_dir: str | os.PathLike,
+                extensions: Sequence[str] = AUDIO_EXTENSIONS) -> list[Path]:
+    """Every audio file under ``audio_dir`` (recursively), sorted.
 
-    A stem that occurs twice (the same clip in two formats or folders) keeps its first file in
-    sorted order.
+    Hidden folders (``.name``) are left out: they hold the half-unpacked files of an interrupted
+    extraction (:func:`zskit.data.clotho.extract_7z` unpacks into ``.extract-*`` first), which
+    must never stand in for a clip.
     """
     root = Path(audio_dir)
     if not root.is_dir():
         raise DataError(f"audio folder {root} does not exist; download or copy the audio there "
                         "first, or pass the folder that holds it.")
+    return [path for path in sorted(root.rglob("*"))
+            if path.suffix.lower() in extensions and path.is_file()
+            and not any(part.startswith(".") for part in path.relative_to(root).parts[:-1])]
+
+
+def index_audio_files(audio_dir: str | os.PathLike,
+                      extensions: Sequence[str] = AUDIO_EXTENSIONS) -> dict[str, Path]:
+    """Every audio file under ``audio_dir`` (:func:`audio_files`) by file name and by stem.
+
+    A stem that occurs twice (the same clip in two formats or folders) keeps its first file in
+    sorted order.
+    """
     index: dict[str, Path] = {}
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() in extensions and path.is_file():
-            index.setdefault(path.name, path)
-            index.setdefault(path.stem, path)
+    for path in audio_files(audio_dir, extensions):
+        index.setdefault(path.name, path)
+        index.setdefault(path.stem, path)
     return index
 
 

@@ -33,6 +33,7 @@ templates: :func:`prompt_classifier`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import logging
@@ -269,8 +270,23 @@ class DualEncoder(nn.Module):
 
     @property
     def scale(self) -> torch.Tensor:
-        """``exp(logit_scale)``, clamped at ``cfg.max_logit_scale``."""
-        return self.logit_scale.exp().clamp(max=self.cfg.max_logit_scale)
+        """``exp(logit_scale)``, at most ``cfg.max_logit_scale``.
+
+        Clamped in log space, where a value at the cap still passes its gradient (``exp`` of
+        the stored ``log(100)`` rounds above 100, so a clamp after ``exp`` would pass none)."""
+        return self.logit_scale.clamp(max=math.log(self.cfg.max_logit_scale)).exp()
+
+    def _training_scale(self) -> torch.Tensor:
+        """:attr:`scale` for the loss, with a learned ``logit_scale`` first pulled back to the cap
+        in place, as open_clip does after each step: a value over the cap would get no gradient
+        from the clamp and could never come down again (nor stop drifting up on the optimiser's
+        momentum). The clamp is then left out of the graph, whose ``exp`` keeps only its output,
+        so that several forwards before one backward still work."""
+        if not self.logit_scale.requires_grad:
+            return self.scale
+        with torch.no_grad():
+            self.logit_scale.clamp_(max=math.log(self.cfg.max_logit_scale))
+        return self.logit_scale.exp()
 
     def train(self, mode: bool = True) -> DualEncoder:
         """Set training mode; frozen encoders stay in eval mode (dropout and batch norm off)."""
@@ -338,7 +354,7 @@ class DualEncoder(nn.Module):
     def forward(self, audio: torch.Tensor, text: Any, lengths: torch.Tensor | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(audio_emb, text_emb, exp(logit_scale))``, embeddings normalised."""
-        return self.encode_audio(audio, lengths), self.encode_text(text), self.scale
+        return self.encode_audio(audio, lengths), self.encode_text(text), self._training_scale()
 
     # -- inference over collections --------------------------------------------------------------
     @torch.no_grad()
@@ -473,7 +489,10 @@ class RetrievalPairs(torch.utils.data.Dataset):
     i's captions (empty strings are skipped). ``rewrites[i][j]``: rewrites of caption j of clip i
     (:func:`zskit.text_augment.make_rewrites`), used with probability ``swap.p``. ``text_noise``:
     paper 5's misspellings/synonyms/hypernyms on a fraction of each batch (string captions only).
-    After :meth:`embed_texts` items carry text embeddings instead of strings.
+    After :meth:`embed_texts` items carry text embeddings instead of strings. ``augment=False``
+    (the view :meth:`loader` gives without shuffling, for validation) keeps the start of long
+    clips and the original captions, as :func:`evaluate_retrieval` does, so that a validation
+    loss does not change from epoch to epoch with random crops and rewrites.
     """
 
     audio: torch.Tensor | Sequence[str | Path]
@@ -483,6 +502,7 @@ class RetrievalPairs(torch.utils.data.Dataset):
     text_noise: TextNoise | None = None
     sample_rate: int | None = None
     max_seconds: float | None = 30.0
+    augment: bool = True  # random crops, caption swaps and text noise (False: evaluation)
 
     def __post_init__(self) -> None:
         if isinstance(self.audio, np.ndarray):
@@ -546,7 +566,7 @@ class RetrievalPairs(torch.utils.data.Dataset):
                                                                     p.captions])]
         out = cls(audio, [c for p in parts for c in p.captions], rewrites, swap=first.swap,
                   text_noise=first.text_noise, sample_rate=first.sample_rate,
-                  max_seconds=first.max_seconds)
+                  max_seconds=first.max_seconds, augment=first.augment)
         if all(p.text_embeddings is not None for p in parts):  # captions first, then rewrites
             captions = [p.text_embeddings[torch.from_numpy(p.caption_row)] for p in parts]
             rewritten = [p.text_embeddings[[r for rows in p.rewrite_rows for r in rows]]
@@ -610,7 +630,7 @@ class RetrievalPairs(torch.utils.data.Dataset):
 
     def _text_row(self, i: int) -> int:
         rewrites = self.rewrite_rows[i]
-        if not rewrites or self.swap.p == 0.0:
+        if not rewrites or self.swap.p == 0.0 or not self.augment:
             return int(self.caption_row[i])
         rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
         k = self.swap.choose(len(rewrites), rng)
@@ -620,9 +640,10 @@ class RetrievalPairs(torch.utils.data.Dataset):
         if self.audio_is_embedded:
             return self.audio[clip]
         wave = load_audio(self.audio[clip], self.sample_rate)
-        if self.max_seconds is not None:
-            wave = random_crop(wave, round(self.max_seconds * self.sample_rate))
-        return wave
+        if self.max_seconds is None:
+            return wave
+        limit = round(self.max_seconds * self.sample_rate)
+        return random_crop(wave, limit) if self.augment else wave[..., :limit]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         clip = int(self.clip_index[i])
@@ -643,7 +664,7 @@ class RetrievalPairs(torch.utils.data.Dataset):
         if isinstance(texts[0], torch.Tensor):
             batch["text"] = torch.stack(texts)
         else:
-            if self.text_noise is not None:
+            if self.text_noise is not None and self.augment:
                 rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
                 texts = self.text_noise(texts, rng)
             batch["text"] = texts
@@ -653,6 +674,9 @@ class RetrievalPairs(torch.utils.data.Dataset):
                drop_last: bool = False, items_per_epoch: int | None = None
                ) -> torch.utils.data.DataLoader:
         """A DataLoader with :meth:`collate` (fit uses its batch size, not TrainConfig's).
+
+        Without ``shuffle`` (validation) it reads an ``augment=False`` view of these pairs: the
+        same items every time.
 
         ``items_per_epoch`` (with ``shuffle``): each epoch draws that many items at random without
         replacement, e.g. ``n_clips`` to run a training audio encoder about once per clip per
@@ -666,10 +690,12 @@ class RetrievalPairs(torch.utils.data.Dataset):
         sampler = None
         if shuffle and items_per_epoch is not None:
             sampler = torch.utils.data.RandomSampler(self, num_samples=items_per_epoch)
-        return torch.utils.data.DataLoader(self, batch_size=batch_size,
+        data = self if shuffle else copy.copy(self)
+        data.augment = self.augment and shuffle
+        return torch.utils.data.DataLoader(data, batch_size=batch_size,
                                            shuffle=shuffle and sampler is None, sampler=sampler,
                                            num_workers=num_workers, drop_last=drop_last,
-                                           collate_fn=self.collate)
+                                           collate_fn=data.collate)
 
     def tensors(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(audio_emb, text_emb, clip_ids)`` per caption: fit's fast in-memory path, possible
@@ -706,11 +732,14 @@ OVERLAP_POLICIES = ("raise", "drop")
 
 def _manifest_id(value: Any, numeric: bool = False) -> str:
     """A manifest cell as an id, '' when empty or missing; ``numeric`` (Freesound ids): ``102``
-    for 102, 102.0 or "102.0", as a CSV reader may have typed the column."""
+    for 102, 102.0 or "102.0", as a CSV reader may have typed the column, and '' for any other
+    text (Clotho's metadata says "Not found" for some clips: no id, not one they all share)."""
     text = "" if value is None else str(value).strip()
     if text.lower() in ("", "nan", "none"):
         return ""
-    return str(int(float(text))) if numeric and re.fullmatch(r"\d+(\.0*)?", text) else text
+    if not numeric:
+        return text
+    return str(int(float(text))) if re.fullmatch(r"\d+(\.0*)?", text) else ""
 
 
 def clip_recordings(corpus: Any) -> list[str]:
@@ -728,11 +757,12 @@ def clip_recordings(corpus: Any) -> list[str]:
                                             column("source"), m["clip_id"].astype(str)):
         stem = clip.rsplit("/", 1)[-1]
         match = _AUDIOSET_STEM.match(stem) if source == "AudioSet_SL" else None
-        if _manifest_id(sound):
-            out.append(f"freesound:{_manifest_id(sound, numeric=True)}")
-        elif _manifest_id(youtube):
-            out.append(f"youtube:{_manifest_id(youtube)}")
-        elif source == "FreeSound" and _manifest_id(stem):
+        sound_id, youtube_id = _manifest_id(sound, numeric=True), _manifest_id(youtube)
+        if sound_id:
+            out.append(f"freesound:{sound_id}")
+        elif youtube_id:
+            out.append(f"youtube:{youtube_id}")
+        elif source == "FreeSound" and _manifest_id(stem, numeric=True):
             out.append(f"freesound:{_manifest_id(stem, numeric=True)}")
         else:
             out.append(f"youtube:{match.group(1)}" if match else "")
