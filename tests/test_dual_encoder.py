@@ -88,6 +88,26 @@ def test_every_trainable_parameter_gets_a_gradient(tiny_audio, tiny_text):
     assert model.logit_scale.grad is not None and model.logit_scale.grad.abs() > 0
 
 
+def test_frozen_blocks_of_a_partly_trained_encoder_keep_their_batch_norm_statistics(tiny_text):
+    """CNN14 with only its last block trainable: in training mode the frozen blocks' batch norms
+    stay in eval mode, so their running statistics do not drift, while the trained block's
+    batch norms learn from the batch."""
+    audio = create_audio_encoder("cnn14", tiny=True)
+    freeze(audio)
+    unfreeze_last_blocks(audio, 1)
+    model = DualEncoder(audio, tiny_text, dim=8).train()
+    norms = [m for m in audio.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    frozen = [m for m in norms if not any(p.requires_grad for p in m.parameters())]
+    trained = [m for m in norms if m not in frozen]
+    assert frozen and trained, "the test needs frozen and trainable batch norms"
+    before = [m.running_mean.clone() for m in norms]
+    model.encode_audio(torch.randn(2, audio.sample_rate))
+    changed = [not torch.equal(b, m.running_mean) for b, m in zip(before, norms)]
+    assert not any(m.training for m in frozen) and all(m.training for m in trained)
+    assert not any(c for c, m in zip(changed, norms) if m in frozen), "frozen statistics drifted"
+    assert any(c for c, m in zip(changed, norms) if m in trained)
+
+
 def test_frozen_encoder_stays_in_eval_mode_and_gets_no_gradient(tiny_audio):
     text = create_text_encoder("minilm", tiny=True, dropout=0.5)
     freeze(text)

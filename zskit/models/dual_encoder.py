@@ -76,6 +76,7 @@ __all__ = [
     "evaluate_retrieval",
     "fit_dual_encoder",
     "freeze",
+    "frozen_parts_to_eval",
     "informative_k",
     "layerwise_lr_groups",
     "paper4_finetune_config",
@@ -192,6 +193,20 @@ def _trainable(module: Any) -> bool:
     return isinstance(module, nn.Module) and any(p.requires_grad for p in module.parameters())
 
 
+def frozen_parts_to_eval(module: nn.Module) -> None:
+    """Put every submodule of ``module`` whose parameters are all frozen in eval mode.
+
+    Frozen layers should compute what they were trained to compute: in training mode their
+    dropout would be on and their batch norms would keep updating running statistics (the
+    weights stay fixed, the statistics drift), e.g. the frozen blocks of a partly fine-tuned
+    encoder. Parameter-free layers inside trainable blocks keep the mode they were given.
+    """
+    for m in module.modules():
+        params = list(m.parameters())
+        if params and not any(p.requires_grad for p in params):
+            m.eval()
+
+
 def segment_average(encoder: nn.Module, waveforms: torch.Tensor, lengths: torch.Tensor | None,
                     segment_samples: int, hop_samples: int | None = None) -> torch.Tensor:
     """Clip embeddings ``(B, D)``: the mean of ``encoder``'s embeddings of the segments of each
@@ -289,11 +304,12 @@ class DualEncoder(nn.Module):
         return self.logit_scale.exp()
 
     def train(self, mode: bool = True) -> DualEncoder:
-        """Set training mode; frozen encoders stay in eval mode (dropout and batch norm off)."""
+        """Set training mode; frozen encoders, and the frozen parts of partly trained ones, stay
+        in eval mode (dropout off, batch-norm statistics fixed): :func:`frozen_parts_to_eval`."""
         super().train(mode)
         for encoder in (self.audio_encoder, self.text_encoder):
-            if isinstance(encoder, nn.Module) and not _trainable(encoder):
-                encoder.eval()
+            if isinstance(encoder, nn.Module):
+                frozen_parts_to_eval(encoder)
         return self
 
     # -- audio -----------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from zskit.models.dual_encoder import (
     DualEncoder,
     RetrievalPairs,
     encoder_blocks,
+    frozen_parts_to_eval,
     unfreeze_last_blocks,
 )
 from zskit.paths import data_root
@@ -193,10 +194,7 @@ class ImageInputEncoder(nn.Module):
     def train(self, mode: bool = True) -> ImageInputEncoder:
         """Set training mode; submodules whose parameters are all frozen stay in eval mode."""
         super().train(mode)
-        for m in self.encoder.modules():
-            params = list(m.parameters())
-            if params and not any(p.requires_grad for p in params):
-                m.eval()
+        frozen_parts_to_eval(self.encoder)
         return self
 
     def forward(self, images: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
