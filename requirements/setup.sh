@@ -35,6 +35,11 @@ install_debian_packages() {
         || echo "setup: apt-get failed; zskit works without ${missing[*]} (see the README)"
 }
 
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
+    echo "setup: requirements/lock.txt needs Python 3.11 or newer, but python3 is" \
+         "$(python3 -V 2>&1); put a Python 3.11 first on PATH and run this again." >&2
+    exit 1
+}
 install_debian_packages
 python3 -m venv .venv
 .venv/bin/python -m pip install -q "uv==0.13.9"

@@ -239,6 +239,21 @@ def test_soundfont_choice(tmp_path):
     assert re.fullmatch(r"[0-9a-f]{16}", info["sha256"]), f"sha256 prefix {info}"
 
 
+def test_rendering_with_the_fallback_soundfont_says_so(tmp_path, monkeypatch, caplog):
+    """Without Debian's FluidR3 (and no SoundFont asked for) the corpus is rendered with
+    TimGM6mb and a warning says how to get the better one; an explicit choice is not warned."""
+    monkeypatch.setattr("zskit.data.synth.render.FLUID_R3", tmp_path / "absent.sf2")
+    monkeypatch.delenv("ZSKIT_SOUNDFONT", raising=False)
+    with caplog.at_level("WARNING", logger="zskit.data.synth.corpus"):
+        generate_corpus(tmp_path / "a", n_clips=1, clip_seconds=1.0, workers=1, progress=False)
+    assert "apt-get install fluid-soundfont-gm" in caplog.text, caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="zskit.data.synth.corpus"):
+        generate_corpus(tmp_path / "b", n_clips=1, clip_seconds=1.0, soundfont=TIM, workers=1,
+                        progress=False)
+    assert "fluid-soundfont-gm" not in caplog.text, caplog.text
+
+
 # ----------------------------------------------------------------------------- clip specs
 
 

@@ -8,7 +8,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -185,7 +185,7 @@ def _metadata(
         "generator": "zskit.data.synth",
         "generator_version": GENERATOR_VERSION,
         "captions_version": CAPTIONS_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "params": config.params(),
         "soundfont": soundfont,
         "n_clips": config.n_clips,
@@ -374,6 +374,12 @@ def generate_corpus(
             "Rendering %d of %d clips into %s with %s",
             len(missing), config.n_clips, out, sf_path.name,
         )
+        if missing and not explicit and sf_path.name == "TimGM6mb.sf2":
+            logger.warning(
+                "FluidR3_GM.sf2 is not installed (apt-get install fluid-soundfont-gm); rendering "
+                "with pretty_midi's TimGM6mb.sf2, which sounds less realistic (metadata.json and "
+                "every figure's data name it)."
+            )
         _render_missing(missing, config, str(sf_path), audio_dir, workers, progress)
 
     specs = [

@@ -259,7 +259,7 @@ def load_ast_pretrained(model: ASTEncoder, source: str, **kwargs: Any) -> ASTEnc
             source, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
     except OSError as err:
         raise DataError(
-            f"could not load AST weights from {source!r}: {err}. Check the network connection, or "
+            f"could not load AST weights from {source!r}: {str(err).rstrip('.')}. Check the network connection, or "
             "download the model once (huggingface-cli download ...) and pass its directory as "
             "PretrainedCfg(tag, extra={'hf_id': '/path/to/dir'})."
         ) from err

@@ -590,7 +590,7 @@ def load_hf_pretrained(encoder: ResNetAudioEncoder | ViTAudioEncoder, source: st
         model, info = cls.from_pretrained(str(source), config=encoder.cfg.hf_config(num_channels=3),
                                           output_loading_info=True, ignore_mismatched_sizes=True)
     except OSError as err:
-        raise DataError(f"could not read Hugging Face weights from {source!r}: {err}. Check the "
+        raise DataError(f"could not read Hugging Face weights from {source!r}: {str(err).rstrip('.')}. Check the "
                         "hub id and the network, or pass a local folder with config.json and "
                         "model.safetensors.") from err
     # BatchNorm's step counter matters only with momentum=None, which these models do not use;
