@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import socket
 import stat
 import tarfile
@@ -44,6 +45,10 @@ class Behaviour:
     corrupt: bool = False
     requests: list[tuple[str, str | None]] = field(default_factory=list)
     on_get: Callable[[], None] | None = None  # run (once) before answering the next request
+    etag: str | None = None  # sent with every answer when set
+    send_length: bool = True  # False: no Content-Length, the body ends when the connection does
+    honour_if_range: bool = True  # False: answer a Range request even if If-Range names old data
+    if_ranges: list[str | None] = field(default_factory=list)  # the If-Range header of each GET
 
 
 class Server:
@@ -58,6 +63,7 @@ class Server:
             def do_GET(self) -> None:
                 rng = self.headers.get("Range")
                 behaviour.requests.append((self.path, rng))
+                behaviour.if_ranges.append(self.headers.get("If-Range"))
                 if behaviour.on_get is not None:
                     hook, behaviour.on_get = behaviour.on_get, None
                     hook()
@@ -68,7 +74,10 @@ class Server:
                 if behaviour.corrupt:
                     body = bytes([body[0] ^ 0xFF]) + body[1:]
                 start = 0
-                if rng and not behaviour.ignore_range:
+                if_range = behaviour.if_ranges[-1]
+                stale = (behaviour.honour_if_range and if_range is not None
+                         and if_range != behaviour.etag)
+                if rng and not behaviour.ignore_range and not stale:
                     start = int(rng.removeprefix("bytes=").split("-")[0])
                     if start >= len(body):
                         self.send_response(416)
@@ -80,8 +89,11 @@ class Server:
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
                     self.send_response(200)
+                if behaviour.etag:
+                    self.send_header("ETag", behaviour.etag)
                 chunk = body[start:]
-                self.send_header("Content-Length", str(len(chunk)))
+                if behaviour.send_length:
+                    self.send_header("Content-Length", str(len(chunk)))
                 self.end_headers()
                 if behaviour.cut_after is not None:
                     chunk, behaviour.cut_after = chunk[: behaviour.cut_after], None
@@ -458,3 +470,124 @@ def test_download_and_extract(server, tmp_path):
     n = len(server.behaviour.requests)
     assert download_and_extract(rf, archive_dir=tmp_path, progress=False) == dest
     assert len(server.behaviour.requests) == n, "a finished extraction needs no network"
+
+
+# ---------------------------------------------------------------- a remote file that changes
+
+NEW = bytes(reversed(PAYLOAD))  # the same size: only a validator (ETag, date) tells them apart
+
+
+def _interrupted(server: Server, dest: Path) -> None:
+    """A download of /data.bin (ETag "v1", no checksum) cut off after 30,000 bytes."""
+    server.behaviour.etag, server.behaviour.cut_after = '"v1"', 30_000
+    with pytest.raises(DownloadError):
+        download(server.url(), dest, progress=False, timeout=5, retries=1)
+    assert (dest / "data.bin.part").stat().st_size == 30_000
+
+
+def _changes_to(server: Server, body: bytes, etag: str | None = '"v2"') -> None:
+    server.behaviour.files["/data.bin"], server.behaviour.etag = body, etag
+
+
+def test_resume_after_the_remote_file_changed_restarts_from_zero(server, tmp_path):
+    """Without a checksum, resuming a changed file would splice two versions together."""
+    _interrupted(server, tmp_path)
+    _changes_to(server, NEW)
+    out = download(server.url(), tmp_path, progress=False, timeout=5)
+    assert out.read_bytes() == NEW, "old and new bytes were spliced into one file"
+    assert (server.behaviour.requests[-1][1], server.behaviour.if_ranges[-1]) == (
+        "bytes=30000-", '"v1"'), "the resumed request must name the version it continues"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "data.bin", "data.bin.lock", "data.bin.verified"], "the .part record must go too"
+
+
+def test_resume_from_a_server_that_ignores_if_range_checks_the_etag(server, tmp_path):
+    _interrupted(server, tmp_path)
+    _changes_to(server, NEW)
+    server.behaviour.honour_if_range = False
+    out = download(server.url(), tmp_path, progress=False, timeout=5)
+    assert out.read_bytes() == NEW, "a 206 with another ETag must not extend the old bytes"
+    assert [r for _, r in server.behaviour.requests[-2:]] == ["bytes=30000-", None]
+
+
+def test_resume_without_etag_checks_the_total_size(server, tmp_path):
+    _interrupted(server, tmp_path)
+    _changes_to(server, NEW + b"longer", etag=None)
+    out = download(server.url(), tmp_path, progress=False, timeout=5)
+    assert out.read_bytes() == NEW + b"longer", "a file of another size was resumed"
+
+
+def test_a_part_as_long_as_a_shrunken_remote_is_not_taken_as_complete(server, tmp_path):
+    """A server that ignores If-Range answers 416 when the new file is as long as the old part."""
+    server.behaviour.honour_if_range = False
+    _interrupted(server, tmp_path)
+    _changes_to(server, NEW[:30_000])
+    out = download(server.url(), tmp_path, progress=False, timeout=5)
+    assert out.read_bytes() == NEW[:30_000], "the old partial bytes were taken as the new file"
+
+
+def test_unchanged_remote_with_an_etag_still_resumes(server, tmp_path):
+    _interrupted(server, tmp_path)
+    assert _get(server.url(), tmp_path).read_bytes() == PAYLOAD
+    assert [r for _, r in server.behaviour.requests] == [None, "bytes=30000-"]
+
+
+def test_an_empty_file_in_place_without_checksum_is_fetched_again(server, tmp_path):
+    (tmp_path / "data.bin").write_bytes(b"")  # what a failed `wget -O data.bin URL` leaves
+    assert download(server.url(), tmp_path, progress=False, timeout=5).read_bytes() == PAYLOAD
+
+
+def test_the_published_size_is_checked_without_a_checksum(server, tmp_path):
+    n = len(PAYLOAD)
+    with pytest.raises(ChecksumError, match=f"size {n} bytes, but {n + 1} bytes"):
+        download(RemoteFile(server.url(), size=n + 1), tmp_path, progress=False, timeout=5)
+    assert not (tmp_path / "data.bin").exists()
+    (tmp_path / "data.bin").write_bytes(PAYLOAD[:-1])  # a short copy put in place by hand
+    out = download(RemoteFile(server.url(), size=n), tmp_path, progress=False, timeout=5)
+    assert out.read_bytes() == PAYLOAD
+
+
+def test_a_resumed_answer_without_length_cut_short_keeps_its_bytes(server, tmp_path):
+    """A 206 without Content-Length that ends early is resumable, not a reason to start over."""
+    (tmp_path / "data.bin.part").write_bytes(PAYLOAD[:50_000])
+    server.behaviour.send_length, server.behaviour.cut_after = False, 50_000
+    with pytest.raises(DownloadError, match="connection closed after 100000 of 204800 bytes"):
+        _get(server.url(), tmp_path, retries=1)
+    assert (tmp_path / "data.bin.part").read_bytes() == PAYLOAD[:100_000], "bytes were lost"
+    assert _get(server.url(), tmp_path).read_bytes() == PAYLOAD
+    assert [r for _, r in server.behaviour.requests] == ["bytes=50000-", "bytes=100000-"]
+
+
+def test_an_extraction_of_another_archive_version_is_not_passed_off_as_current(server, tmp_path):
+    """The marker records the archive's sha256: a data set whose pinned checksum changed (or an
+    archive downloaded again in a new version) must not return the old folder silently."""
+    versions = []
+    for text in (b"version 1", b"version 2"):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("data.txt", text)
+        versions.append((buf.getvalue(), hashlib.sha256(buf.getvalue()).hexdigest()))
+    server.behaviour.files["/pack.zip"] = versions[0][0]
+    old = RemoteFile(server.url("/pack.zip"), sha256=versions[0][1])
+    dest = download_and_extract(old, archive_dir=tmp_path, progress=False)
+    assert download_and_extract(old, archive_dir=tmp_path, progress=False) == dest
+
+    server.behaviour.files["/pack.zip"] = versions[1][0]
+    new = RemoteFile(server.url("/pack.zip"), sha256=versions[1][1])
+    with pytest.raises(DataError, match=f"sha256 {versions[0][1]}.*delete {dest}"):
+        download_and_extract(new, archive_dir=tmp_path, progress=False)
+    archive = download(new, tmp_path, progress=False)  # also when asked in two steps
+    with pytest.raises(DataError, match="older"):
+        extract(archive, dest)
+    assert (dest / "data.txt").read_bytes() == b"version 1", "the old folder must be left alone"
+    shutil.rmtree(dest)
+    dest = download_and_extract(new, archive_dir=tmp_path, progress=False)
+    assert (dest / "data.txt").read_bytes() == b"version 2"
+
+
+@pytest.mark.parametrize("url", ["example.com/data.zip", "C:/data.zip", "s3://bucket/data.zip"])
+def test_a_url_without_a_scheme_urllib_opens_is_a_config_error(url, tmp_path):
+    with pytest.raises(ConfigError, match="scheme"):
+        download(url, tmp_path, progress=False)
+    with pytest.raises(ConfigError, match="scheme"):
+        RemoteFile("https://host/data.zip", mirrors=[url])

@@ -178,6 +178,17 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
+def _load_npy(path: Path, remedy: str) -> np.memmap:
+    """``np.load(path, mmap_mode="r")``; a truncated or foreign file is a DataError saying
+    ``remedy`` (a copy cut short, a disk that filled up outside zskit's atomic writes)."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except FileNotFoundError:
+        raise
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path} is damaged ({err}); {remedy}.") from err
+
+
 class EmbeddingCache:
     """Clip embeddings of one encoder over one file list, computed once and memory-mapped.
 
@@ -251,7 +262,8 @@ class EmbeddingCache:
             "files": {"count": len(self.paths), "fingerprint": "content" if hash_contents else
                       "size+mtime_ns", "digest": files_digest(self.paths, hash_contents)},
         }
-        root = Path(cache_dir) if cache_dir is not None else data_root() / "cache" / "embeddings"
+        root = (Path(cache_dir).expanduser() if cache_dir is not None
+                else data_root() / "cache" / "embeddings")
         self.key, self.directory = self._locate(root)
         if not store_logits:  # a complete cache of the same rows that also kept logits serves too
             self.parts["store_logits"] = True
@@ -334,9 +346,11 @@ class EmbeddingCache:
         if not path.is_file():
             raise DataError(f"{path} is missing although {COMPLETE_FILE} exists; delete "
                             f"{self.directory} and embed again.")
-        array = np.load(path, mmap_mode="r")
+        array = _load_npy(path, f"delete {self.directory} and embed again")
         if array.ndim != 2 or array.shape[0] != len(self):
-            raise DataError(f"{path} holds {array.shape}, not {len(self)} "
+            shape = array.shape
+            del array  # a traceback kept by the notebook must not keep the file mapped (Windows)
+            raise DataError(f"{path} holds {shape}, not {len(self)} "
                             "rows; delete that folder and embed again.")
         return array
 
@@ -477,16 +491,19 @@ class EmbeddingCache:
 
     def _merge_output(self, shards: list[tuple[int, int]], kind: str, filename: str) -> None:
         """Stream the ``kind`` shards into ``filename`` (a ``.npy`` of all rows)."""
-        width = np.load(self._shard_path(kind, shards[0]), mmap_mode="r").shape[1]
+        redo = "delete it and run again (only the missing shards are embedded)"
+        width = _load_npy(self._shard_path(kind, shards[0]), redo).shape[1]
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype("<f4")),
                   "fortran_order": False, "shape": (len(self), width)}
         with atomic_write(self.directory / filename) as f:
             np.lib.format.write_array_header_1_0(f, header)
             for shard in shards:
                 path = self._shard_path(kind, shard)
-                part = np.load(path, mmap_mode="r")
+                part = _load_npy(path, redo)
                 if part.shape != (shard[1] - shard[0], width):
-                    raise DataError(f"shard {path} holds {part.shape}, expected "
+                    shape = part.shape
+                    del part  # else the traceback keeps it mapped: undeletable on Windows
+                    raise DataError(f"shard {path} holds {shape}, expected "
                                     f"{(shard[1] - shard[0], width)}; delete it and run again.")
                 f.write(np.ascontiguousarray(part, dtype="<f4").data)
                 del part

@@ -72,7 +72,10 @@ def _cuda_unsupported(index: int) -> str | None:
     arches = [a for a in torch.cuda.get_arch_list() if a.startswith(("sm_", "compute_"))]
     if torch.version.hip or not arches:  # ROCm (gfx... arches) or unknown: let torch decide
         return None
-    major, minor = torch.cuda.get_device_capability(index)
+    try:  # a broken driver, a GPU in use by a forked parent, ... fail here, not in is_available
+        major, minor = torch.cuda.get_device_capability(index)
+    except RuntimeError as err:  # including torch.AcceleratorError
+        return f"CUDA reports a GPU but cannot use it ({err})"
     for arch in arches:
         kind, _, code = arch.partition("_")
         digits = "".join(ch for ch in code if ch.isdigit())

@@ -41,9 +41,24 @@ def missing_dependency(package: str, feature: str, install: str | None = None) -
 
 def require(module: str, feature: str, install: str | None = None) -> ModuleType:
     """Import ``module`` (e.g. ``"onnxruntime"``, ``"gensim.models"``) for ``feature``, or raise the
-    :class:`DependencyError` of :func:`missing_dependency` naming its package and ``install``."""
+    :class:`DependencyError` of :func:`missing_dependency` naming its package and ``install``.
+
+    A package that is installed but fails to import (a missing or incompatible dependency of
+    its own, a broken binary) gets its own message with the real cause, not "not installed".
+    """
+    package = module.split(".")[0].replace("_", "-")
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        package = module.split(".")[0].replace("_", "-")
-        raise missing_dependency(package, feature, install) from exc
+        parents = {module.rsplit(".", depth)[0] for depth in range(module.count(".") + 1)}
+        if isinstance(exc, ModuleNotFoundError) and exc.name in parents:
+            raise missing_dependency(package, feature, install) from exc
+        broken = exc
+    except OSError as exc:  # e.g. a shared library built for another torch or CUDA version
+        broken = exc
+    cmd = install or f'pip install --upgrade "{package}"'
+    raise DependencyError(
+        f"{feature} needs the package '{package}', which is installed but fails to import "
+        f"({type(broken).__name__}: {broken}). Reinstall or upgrade it and what it depends on, "
+        f"e.g.: {cmd}"
+    ) from broken

@@ -1,8 +1,9 @@
 """Small file helpers every writer in zskit shares: atomic writes, JSON, streamed digests.
 
-``atomic_write(path)`` writes to a temporary file beside ``path``, fsyncs it and moves it into
-place with ``os.replace``: a reader sees the old file or the complete new one, never half of one,
-and a failure deletes the temporary file and leaves ``path`` as it was.
+``atomic_write(path)`` writes to a temporary file beside ``path`` (same file system, so the
+rename is atomic; created with the umask's mode, unlike a 0600 ``mkstemp`` file), fsyncs it, moves
+it into place with ``os.replace`` and fsyncs the folder: a reader sees the old file or the complete
+new one, never half of one, and a failure deletes the temporary file and leaves ``path`` as it was.
 """
 
 from __future__ import annotations
@@ -52,8 +53,24 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO[Any]]
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Flush ``folder``'s entries, so that a rename into it survives a power cut (POSIX); where
+    folders cannot be opened or synced (Windows, some network file systems) this is skipped."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2,

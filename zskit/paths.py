@@ -22,12 +22,14 @@ def project_root() -> Path | None:
 def data_root() -> Path:
     """The folder under which corpora, downloads and caches are written."""
     env = os.environ.get("ZSKIT_DATA")
-    if env:
-        return Path(env).expanduser()
+    if env:  # absolute now: paths built on it must not change meaning after os.chdir
+        return Path(env).expanduser().absolute()
     root = project_root()
     if root is not None:
         return root / "data"
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(cache):  # the XDG spec: a relative value is invalid and ignored
+        cache = Path.home() / ".cache"
     return Path(cache) / "zskit"
 
 

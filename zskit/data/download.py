@@ -2,14 +2,18 @@
 
 Downloads land in :func:`cache_dir` unless told otherwise. A file is streamed into
 ``<dest>/<name>.part`` (an interrupted download resumes from there with an HTTP ``Range`` request),
-verified against its SHA-256 or MD5 digest, then renamed to ``<dest>/<name>``. After verification a
-small JSON sidecar ``<name>.verified`` records the digests, size and modification time, so a later
-call finds the file already there and returns it without hashing it again; a file put in place by
-hand (no sidecar, or a sidecar that no longer matches its size and time) is hashed once.
+verified against its SHA-256 or MD5 digest (and size), then renamed to ``<dest>/<name>``. A JSON
+record ``<name>.part.json`` keeps the ETag, Last-Modified date and size of the response that began
+the ``.part``; a resumed request sends them in ``If-Range``, so bytes of a remote file that changed
+meanwhile are never spliced onto the new ones. After verification a small JSON sidecar
+``<name>.verified`` records the digests, size and modification time, so a later call finds the
+file already there and returns it without hashing it again; a file put in place by hand (no
+sidecar, or a sidecar that no longer matches its size and time) is hashed once.
 
 :func:`extract` unpacks zip and tar archives (plain, gzip, bzip2, xz) into a temporary sibling
-folder, refusing members that would land outside it, then renames that folder to its final name;
-a marker file inside makes a second call free.
+folder, refusing members that would land outside it and archives whose data fail their CRCs, then
+renames that folder to its final name; a marker file inside (naming the archive and its sha256)
+makes a second call free.
 
 Processes that fetch the same file or extract into the same folder at once (two ``torchrun`` ranks,
 two notebooks) take turns through a lock file beside it (``<name>.lock``); the later one finds the
@@ -19,9 +23,11 @@ finished result and returns it.
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import http.client
 import json
 import logging
+import lzma
 import os
 import re
 import shutil
@@ -32,6 +38,7 @@ import urllib.parse
 import urllib.request
 import uuid
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
@@ -62,6 +69,7 @@ _USER_AGENT = f"zskit/{__version__} (+python-urllib)"
 _MARKER = ".zskit-extracted"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tar.bz2", ".tar.xz", ".tgz", ".tbz2", ".txz", ".tar", ".zip")
 _HEX = re.compile(r"^[0-9a-f]+$")
+_SCHEMES = ("https", "http", "ftp", "file")  # what urllib.request opens
 # tarfile extraction filters: Python 3.12+, and 3.8.17+/3.9.17+/3.10.12+/3.11.4+ security releases
 _HAS_TAR_FILTERS = hasattr(tarfile, "data_filter")
 
@@ -81,7 +89,7 @@ class UnsafeArchiveError(DataError):
 def cache_dir() -> Path:
     """The download cache: ``$ZSKIT_CACHE`` if set, else ``data_root() / "downloads"``."""
     env = os.environ.get("ZSKIT_CACHE")
-    return Path(env).expanduser() if env else data_root() / "downloads"
+    return Path(env).expanduser().absolute() if env else data_root() / "downloads"
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,8 @@ class RemoteFile:
     """A file on the web: where it is, what it must hash to, and under what licence.
 
     ``filename`` defaults to the last component of the URL path; ``mirrors`` are tried in order
-    after ``url``. Give ``sha256`` (preferred) or ``md5``; without either the file is not verified.
+    after ``url``. Give ``sha256`` (preferred) or ``md5``; without either only ``size`` (when
+    given) is checked, and an empty file found in place is fetched again.
     """
 
     url: str
@@ -102,6 +111,10 @@ class RemoteFile:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mirrors", tuple(self.mirrors))
+        for url in self.urls:  # else urllib fails deep inside download() with a bare ValueError
+            if urllib.parse.urlsplit(url).scheme.lower() not in _SCHEMES:
+                raise ConfigError(f"RemoteFile: {url!r} is not a URL zskit can fetch; give it "
+                                  f"with its scheme ({', '.join(s + '://' for s in _SCHEMES)}).")
         for field, length in (("sha256", 64), ("md5", 32)):
             value = getattr(self, field)
             if value is None:
@@ -190,15 +203,23 @@ def discard(path: str | os.PathLike) -> None:
     _sidecar(path).unlink(missing_ok=True)
 
 
-def _verified_digests(final: Path) -> dict[str, str]:
-    """Digests of an existing file, from its sidecar when that still describes it, else hashed."""
-    st = final.stat()
+def _recorded_digests(final: Path) -> dict[str, str] | None:
+    """The digests in ``final``'s sidecar when that still describes it (no hashing), else None."""
     try:
+        st = final.stat()
         record = json.loads(_sidecar(final).read_text())
         if record["size"] == st.st_size and record["mtime_ns"] == st.st_mtime_ns:
             return {"sha256": record["sha256"], "md5": record["md5"]}
     except (OSError, ValueError, KeyError, TypeError):
         pass
+    return None
+
+
+def _verified_digests(final: Path) -> dict[str, str]:
+    """Digests of an existing file, from its sidecar when that still describes it, else hashed."""
+    digests = _recorded_digests(final)
+    if digests is not None:
+        return digests
     digests = _file_digests(final)
     _write_sidecar(final, digests, url="(found on disk)")
     return digests
@@ -210,15 +231,48 @@ def _content_range_total(header: str | None) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def _origin(part: Path) -> Path:
+    """The JSON record beside ``part`` of which remote file version its bytes came from."""
+    return part.with_name(part.name + ".json")
+
+
+def _drop_part(part: Path) -> None:
+    """Delete a partial download and its origin record."""
+    part.unlink(missing_ok=True)
+    _origin(part).unlink(missing_ok=True)
+
+
+def _read_origin(part: Path) -> dict:
+    try:
+        record = json.loads(_origin(part).read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _strong_etag(headers) -> str | None:
+    """The response's ETag when it is a strong one (a weak ``W/`` tag must not be used to resume)."""
+    etag = (headers.get("ETag") or "").strip()
+    return etag if etag.startswith('"') else None
+
+
 def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: int | None) -> bool:
     """One attempt to complete ``part`` from ``url``, resuming it when it already has bytes.
 
-    Returns whether bytes that ``part`` held before this attempt were kept (it resumed them).
+    A resumed request carries ``If-Range`` with the ETag (or Last-Modified date) of the response
+    that started ``part``, so a server whose file changed since sends the new file whole; a
+    server that ignores ``If-Range`` but reports another ETag or total size gets the same: the
+    old bytes are dropped. Returns whether bytes that ``part`` held before this attempt were
+    kept (it resumed them).
     """
     offset = part.stat().st_size if part.exists() else 0
+    origin = _read_origin(part) if offset else {}
     headers = {"User-Agent": _USER_AGENT}
     if offset:
         headers["Range"] = f"bytes={offset}-"
+        validator = origin.get("etag") or origin.get("last_modified")
+        if validator:
+            headers["If-Range"] = validator
     request = urllib.request.Request(url, headers=headers)
     try:
         response = urllib.request.urlopen(request, timeout=timeout)
@@ -226,11 +280,13 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: i
         err.close()
         if err.code == 416 and offset:
             total = _content_range_total(err.headers.get("Content-Range"))
-            if total is None or total == offset:
+            began = origin.get("size")  # a part of a longer older version is not complete
+            if (total is None or total == offset) and began in (None, offset):
                 logger.info("%s: the partial file is already complete (%d bytes)", part, offset)
                 return True
-            part.unlink()
-            raise _Retry(f"partial file ({offset} bytes) is longer than the remote ({total})")
+            _drop_part(part)
+            raise _Retry(f"the partial file ({offset} bytes) does not fit the remote file "
+                         f"({total} bytes now, {began} when the partial file began)")
         if err.code in (408, 429) or err.code >= 500:
             raise _Retry(f"HTTP {err.code} {err.reason}") from err
         raise _GiveUp(f"HTTP {err.code} {err.reason}") from err
@@ -240,23 +296,35 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: i
 
     with response:
         status = response.status
+        etag = _strong_etag(response.headers)
+        announced = _content_range_total(response.headers.get("Content-Range"))
         if offset and status == 206:
             start = re.match(r"bytes\s+(\d+)-", response.headers.get("Content-Range", ""))
             if start is None or int(start.group(1)) != offset:
-                part.unlink()
+                _drop_part(part)
                 raise _Retry("server answered the Range request from the wrong offset", True)
+            changed = [what for what, old, new in (("ETag", origin.get("etag"), etag),
+                                                   ("size", origin.get("size"), announced))
+                       if old is not None and new is not None and old != new]
+            if changed:
+                _drop_part(part)
+                raise _Retry(f"the remote file changed since the partial download began (its "
+                             f"{' and '.join(changed)} differ); starting again from zero", True)
             mode = "ab"
         elif status == 200:
             if offset:
-                logger.info("%s ignored the Range request; restarting from zero", url)
+                logger.info("%s sent the whole file (it ignored the Range request or the file "
+                            "changed); restarting from zero", url)
             offset, mode = 0, "wb"
         else:
             raise _GiveUp(f"unexpected HTTP status {status}")
         length = response.headers.get("Content-Length")
         expected = int(length) if length is not None and length.isdigit() else None
-        announced = _content_range_total(response.headers.get("Content-Range"))
         if announced is None and expected is not None:
             announced = offset + expected
+        if mode == "wb":  # what a later call must match to resume these bytes
+            write_json(_origin(part), {"url": url, "etag": etag, "size": announced,
+                                       "last_modified": response.headers.get("Last-Modified")})
         received = 0
         with (
             open(part, mode) as f,
@@ -276,8 +344,10 @@ def _fetch(url: str, part: Path, *, timeout: float, progress: bool, size_hint: i
             raise _Retry(f"connection closed after {offset + received} of {offset + expected} "
                          f"bytes", received > 0)
     size = part.stat().st_size
+    if announced is not None and offset + received == size < announced:  # no Content-Length
+        raise _Retry(f"connection closed after {size} of {announced} bytes", received > 0)
     if announced is not None and size != announced:  # something else wrote to the .part too
-        part.unlink(missing_ok=True)
+        _drop_part(part)
         raise _Retry(f"the partial file has {size} bytes, not the {announced} the server sent; "
                      f"it was deleted", True)
     return mode == "ab"
@@ -313,7 +383,12 @@ def _usable(remote: RemoteFile, final: Path) -> tuple[bool, str]:
     """Whether ``final`` is there and verified; if it is there but wrong, a note saying so."""
     if not final.is_file():
         return False, ""
+    size = final.stat().st_size
+    if remote.size is not None and size != remote.size:
+        return False, f" (the existing {final} has {size} bytes, not {remote.size})"
     if remote.sha256 is None and remote.md5 is None:
+        if size == 0 and remote.size is None:  # e.g. left by a failed `wget -O` or `touch`
+            return False, f" (the existing {final} is empty)"
         logger.info("%s exists and no checksum was given; using it as it is", final)
         return True, ""
     bad = _mismatch(remote, _verified_digests(final))
@@ -372,16 +447,21 @@ def download(
                                          size_hint=remote.size)
                 if resumed is None:
                     break
-                digests = _file_digests(part)
-                bad = _mismatch(remote, digests)
+                size = part.stat().st_size
+                if remote.size is not None and size != remote.size:  # no need to hash it
+                    digests, bad = {}, ("size", f"{remote.size} bytes", f"{size} bytes")
+                else:
+                    digests = _file_digests(part)
+                    bad = _mismatch(remote, digests)
                 if bad is None:
                     os.replace(part, final)
+                    _origin(part).unlink(missing_ok=True)
                     _write_sidecar(final, digests, url)
                     if remote.sha256 is None and remote.md5 is None:
                         logger.warning("%s has no published checksum; its sha256 is %s",
                                        final, digests["sha256"])
                     return final
-                part.unlink()
+                _drop_part(part)
                 algo, expected, actual = bad
                 if resumed and not from_zero:  # the stale bytes may be an older file's
                     logger.warning("%s, resumed from a partial file, has the wrong %s; "
@@ -472,6 +552,16 @@ def _extract_tar(archive: Path, root: Path) -> None:
         else:  # Python without extraction filters: check each member just before writing it
             for member in tf:
                 tf.extract(check(member, str(root)), root, set_attrs=not member.isdir())
+        # tarfile stops at the end-of-archive block, before the gzip/bzip2/xz trailer: read on
+        # to it, so that a corrupt stream fails its CRC check instead of passing as complete
+        try:
+            while tf.fileobj.read(_CHUNK):
+                pass
+        except gzip.BadGzipFile as err:
+            if not str(err).startswith("Not a gzipped file"):
+                raise
+            # bytes after a complete (CRC-checked) gzip stream: `gzip -t` ignores them too
+            logger.warning("%s: trailing data after the gzip stream ignored", archive)
 
 
 def _extract_zip(archive: Path, root: Path) -> None:
@@ -483,19 +573,36 @@ def _extract_zip(archive: Path, root: Path) -> None:
         zf.extractall(root, members)
 
 
-def _extracted(archive_name: str, dest: Path) -> bool:
-    """Whether ``dest`` holds the completed extraction of ``archive_name`` (by its marker)."""
+def _extracted(archive_name: str, dest: Path, sha256: str | None = None) -> bool:
+    """Whether ``dest`` holds the completed extraction of ``archive_name`` (by its marker).
+
+    The marker names the archive and, when it was downloaded by zskit, its sha256: a folder
+    unpacked from another version of the archive than ``sha256`` raises DataError.
+    """
     marker = dest / _MARKER
     if not marker.is_file():
         return False
-    done = marker.read_text().strip()
-    if done != archive_name:
+    name, *rest = marker.read_text().splitlines() or [""]
+    if name.strip() != archive_name:
         raise DataError(
-            f"{dest} already holds the extracted archive {done!r}, not {archive_name!r}; "
+            f"{dest} already holds the extracted archive {name.strip()!r}, not {archive_name!r}; "
             f"choose another dest_dir or delete {dest}."
+        )
+    recorded = dict(line.split(" ", 1) for line in rest if " " in line).get("sha256")
+    if sha256 is not None and recorded is not None and recorded != sha256:
+        raise DataError(
+            f"{dest} holds {archive_name} with sha256 {recorded}, an older (or other) version than "
+            f"the expected {sha256}; delete {dest} (and keep what you added to it elsewhere) and "
+            f"run again to download and extract the expected version."
         )
     logger.debug("%s already holds the extracted %s", dest, archive_name)
     return True
+
+
+def _damaged(archive: Path, err: Exception) -> DataError:
+    """The error for an archive whose data fail to decompress or to match their CRCs."""
+    return DataError(f"{archive} is damaged ({type(err).__name__}: {err}); nothing was kept. "
+                     f"Delete it and download it again.")
 
 
 def _extract_into(archive: Path, dest: Path) -> None:
@@ -521,11 +628,15 @@ def _extract_into(archive: Path, dest: Path) -> None:
     try:
         try:
             unpack(archive, tmp)
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError) as err:
-            raise DataError(
-                f"{archive} is damaged ({err}); delete it and download it again."
-            ) from err
-        (tmp / _MARKER).write_text(archive.name + "\n")
+        except OSError as err:
+            if err.errno is not None:  # the disk (full, read-only), not the archive
+                raise
+            raise _damaged(archive, err) from err
+        except (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError) as err:
+            raise _damaged(archive, err) from err
+        digests = _recorded_digests(archive)  # known when zskit downloaded it; never hashed here
+        version = f"sha256 {digests['sha256']}\n" if digests else ""
+        (tmp / _MARKER).write_text(f"{archive.name}\n{version}")
         if dest.is_dir():
             dest.rmdir()  # empty, checked above
         os.replace(tmp, dest)
@@ -540,13 +651,15 @@ def extract(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     Members with absolute paths, '..' components or links leading outside ``dest_dir`` raise
     :class:`UnsafeArchiveError` and nothing is kept. Extraction happens in a temporary sibling
     folder that is renamed to ``dest_dir`` when complete; a marker inside makes re-runs free
-    (even after the archive was deleted).
+    (even after the archive was deleted). A ``dest_dir`` unpacked from another version of an
+    archive that zskit downloaded (another sha256) raises DataError instead of passing as current.
     """
     archive, dest = Path(archive).expanduser(), Path(dest_dir).expanduser()
-    if _extracted(archive.name, dest):
+    sha256 = (_recorded_digests(archive) or {}).get("sha256")
+    if _extracted(archive.name, dest, sha256):
         return dest
     with process_lock(str(dest) + ".lock", dest):  # one extraction into dest at a time
-        if _extracted(archive.name, dest):  # another process finished it meanwhile
+        if _extracted(archive.name, dest, sha256):  # another process finished it meanwhile
             return dest
         _extract_into(archive, dest)
     logger.info("extracted %s into %s", archive, dest)
@@ -563,12 +676,13 @@ def download_and_extract(
     """Download an archive into ``archive_dir`` (default :func:`cache_dir`) and extract it.
 
     ``dest_dir`` defaults to a folder next to the archive named after it (``x.tar.gz`` -> ``x``).
-    An already completed extraction returns at once, without touching the network.
+    An already completed extraction returns at once, without touching the network (unless it was
+    made from an archive with another sha256 than ``remote``'s: that raises DataError).
     """
     remote = remote if isinstance(remote, RemoteFile) else RemoteFile(str(remote))
     archives = Path(archive_dir).expanduser() if archive_dir is not None else cache_dir()
     dest = Path(dest_dir).expanduser() if dest_dir is not None else archives / _archive_stem(
         remote.name)
-    if _extracted(remote.name, dest):
+    if _extracted(remote.name, dest, remote.sha256):
         return dest
     return extract(download(remote, archives, progress=progress), dest)

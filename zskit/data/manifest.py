@@ -56,8 +56,8 @@ def join_list(items: Iterable[str]) -> str:
 
 
 def split_list(cell: object) -> list[str]:
-    """The ids of one manifest cell; empty or missing cells give ``[]``."""
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+    """The ids of one manifest cell; empty or missing cells (None, NaN, ``pd.NA``) give ``[]``."""
+    if not isinstance(cell, str) and pd.api.types.is_scalar(cell) and pd.isna(cell):
         return []
     text = str(cell).strip()
     return [part for part in text.split(LIST_SEP) if part] if text else []
@@ -71,16 +71,25 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def read_json(path: str | Path) -> Any:
-    """Read a JSON file; a missing or broken file raises DataError naming it."""
+    """Read a UTF-8 JSON file (as JSON requires, whatever the locale); a missing or broken file
+    raises DataError naming it."""
     path = Path(path)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DataError(
             f"{path} does not exist. Generate or download the data set first."
         ) from None
-    except json.JSONDecodeError as err:
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8 (a damaged file)
         raise DataError(f"{path} is not valid JSON ({err}). Delete it and regenerate.") from None
+
+
+_TEXT_COLUMNS = frozenset(CORPUS_COLUMNS) | {"annotated"}
+
+
+def _is_caption_column(column: object) -> bool:
+    """Whether ``column`` is one of ``caption_1`` ... ``caption_k``."""
+    return isinstance(column, str) and column.startswith("caption_") and column[8:].isdigit()
 
 
 def validate_columns(df: pd.DataFrame, required: Sequence[str], source: str | Path) -> None:
@@ -97,8 +106,9 @@ def validate_columns(df: pd.DataFrame, required: Sequence[str], source: str | Pa
 def read_manifest(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
     """Read a CSV or Parquet manifest and check its ``required`` columns.
 
-    CSV cells are read as text with empty cells kept as ``""`` (an empty label list), numbers as
-    numbers.
+    CSV cells are read with empty cells kept as ``""`` (an empty label list); the corpus-contract
+    columns (ids, path, split, label lists, captions) as text, so that ids such as ``"07"`` or
+    splits such as ``"1"`` keep their spelling; other numbers as numbers.
     """
     path = Path(path)
     if not path.is_file():
@@ -109,7 +119,9 @@ def read_manifest(path: str | Path, required: Sequence[str] = ()) -> pd.DataFram
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
         else:
-            df = pd.read_csv(path, keep_default_na=False, na_values=[], dtype={"clip_id": str})
+            header = pd.read_csv(path, nrows=0).columns
+            text = {c: str for c in header if c in _TEXT_COLUMNS or _is_caption_column(c)}
+            df = pd.read_csv(path, keep_default_na=False, na_values=[], dtype=text)
     except ValueError as err:  # pandas' EmptyDataError/ParserError, pyarrow's ArrowInvalid
         raise DataError(
             f"Manifest {path} cannot be read ({type(err).__name__}: {err}); it is damaged or "
@@ -199,8 +211,12 @@ class Corpus:
 
 
 def load_corpus(corpus_dir: str | Path) -> Corpus:
-    """Read ``manifest.csv`` (or ``manifest.parquet``) and ``metadata.json`` of a corpus folder."""
-    root = Path(corpus_dir)
+    """Read ``manifest.csv`` (or ``manifest.parquet``) and ``metadata.json`` of a corpus folder.
+
+    ``corpus_dir`` may start with ``~``; it is made absolute, so that :attr:`Corpus.paths` stay
+    valid after a change of the working directory (DataLoader workers, notebooks).
+    """
+    root = Path(corpus_dir).expanduser().absolute()
     meta_path = root / METADATA_NAME
     if not meta_path.is_file():
         inner = sorted(p.parent for p in root.glob(f"*/{METADATA_NAME}")) if root.is_dir() else []
@@ -229,10 +245,7 @@ def load_corpus(corpus_dir: str | Path) -> Corpus:
         mask = multi_hot(manifest["annotated"], classes, manifest_path).astype(bool)
     else:
         mask = np.ones_like(labels, dtype=bool)
-    caption_cols = sorted(
-        (c for c in manifest.columns if c.startswith("caption_") and c[8:].isdigit()),
-        key=lambda c: int(c[8:]),
-    )
+    caption_cols = sorted(filter(_is_caption_column, manifest.columns), key=lambda c: int(c[8:]))
     captions = (
         manifest[caption_cols].astype(str).values.tolist()
         if caption_cols

@@ -107,7 +107,8 @@ def download_speech_commands(target_dir: str | os.PathLike | None = None, *,
                              progress: bool = True) -> Path:
     """Download and unpack Speech Commands V2 under ``target_dir`` (default
     ``data_root()/speech_commands``); returns the folder holding the word folders. Safe to re-run."""
-    target = Path(target_dir) if target_dir is not None else data_root() / "speech_commands"
+    target = (Path(target_dir).expanduser() if target_dir is not None
+              else data_root() / "speech_commands")
     return download_and_extract(remote, target / "extracted", archive_dir=target, progress=progress)
 
 
@@ -125,7 +126,7 @@ def prepare_speech_commands(corpus_dir: str | os.PathLike,
                             words: tuple[str, ...] = SPEECH_COMMANDS_V2_WORDS) -> pd.DataFrame:
     """Write ``manifest.csv`` and ``metadata.json`` into a Speech Commands folder; returns the
     manifest (columns clip_id, path, split, labels, speaker). Splits: train, validation, test."""
-    root = Path(corpus_dir)
+    root = Path(corpus_dir).expanduser()
     validation = _read_list(root / "validation_list.txt")
     testing = _read_list(root / "testing_list.txt")
     both = sorted(validation & testing)
@@ -261,6 +262,11 @@ class KeywordSynthConfig:
             raise ConfigError("KeywordSynthConfig needs n_speakers > 0 and takes > 0.")
         if not self.words or not self.accents or not self.variants:
             raise ConfigError("KeywordSynthConfig needs words, accents and variants.")
+        for word in self.words:  # each word names a folder of the corpus
+            if (not word.strip() or word in (".", "..", NOISE_DIR) or "/" in word or "\\" in word
+                    or self.words.count(word) > 1):
+                raise ConfigError(f"KeywordSynthConfig.words: {word!r} cannot be a keyword; use "
+                                  "distinct, non-empty words without slashes.")
         for name in ("rate", "pitch", "snr_db", "level_db"):
             low, high = getattr(self, name)
             if low > high:
@@ -312,9 +318,11 @@ def synthesize_keywords(out_dir: str | os.PathLike | None = None,
                         progress: bool = True) -> Path:
     """Write the stand-in (official layout, see the module docstring) and its manifest; returns the
     folder (default ``data_root()/keywords/<config.folder_name>``). Re-running with the same config
-    does nothing; another config in the same ``out_dir`` raises ConfigError."""
+    does nothing (or completes a run cut short); another config in the same ``out_dir``, or an
+    ``out_dir`` holding other files (the real data set, say), raises ConfigError."""
     config = config or KeywordSynthConfig()
-    root = Path(out_dir) if out_dir is not None else data_root() / "keywords" / config.folder_name
+    root = (Path(out_dir).expanduser() if out_dir is not None
+            else data_root() / "keywords" / config.folder_name)
     params = {k: list(v) if isinstance(v, tuple) else v for k, v in config.__dict__.items()}
     stamp = root / "synth.json"
     if stamp.is_file():
@@ -324,6 +332,11 @@ def synthesize_keywords(out_dir: str | os.PathLike | None = None,
                               "choose another out_dir.")
         if (root / MANIFEST_NAME).is_file():
             return root
+    elif root.is_dir() and any(root.iterdir()):  # e.g. the real data set: never overwrite it
+        raise ConfigError(f"{root} already holds files that synthesize_keywords did not write; "
+                          "choose an empty or new out_dir.")
+    else:  # first, so that a run cut short is continued only with the same settings
+        write_json(stamp, params)
     rng = np.random.default_rng(config.seed)
     length = round(CLIP_SECONDS * SAMPLE_RATE)
     kinds = ("white", "pink", "brown")
@@ -357,6 +370,5 @@ def synthesize_keywords(out_dir: str | os.PathLike | None = None,
             lists[split].append(name)
     for split, names in lists.items():
         (root / f"{split}_list.txt").write_text("".join(f"{n}\n" for n in sorted(names)))
-    write_json(stamp, params)
-    prepare_speech_commands(root, config.words)
+    prepare_speech_commands(root, config.words)  # its manifest marks the stand-in complete
     return root
