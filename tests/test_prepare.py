@@ -99,3 +99,17 @@ def test_write_caption_corpus_pads_captions_and_refuses_duplicates(tmp_path):
         write_caption_corpus([rows[0], rows[0]], tmp_path / "dup", {"name": "toy"})
     with pytest.raises(DataError, match="no clip to write"):
         write_caption_corpus([], tmp_path / "empty", {"name": "toy"})
+
+
+def test_user_given_folders_expand_the_home_tilde(tmp_path, monkeypatch):
+    """A folder given as "~/..." (as users type it in a notebook) means the home folder, not a
+    folder named "~" under the working directory."""
+    from zskit.data.prepare import corpus_root
+    from zskit.report import Figure, write_metrics
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert corpus_root("~/esc50", "esc50") == tmp_path / "home" / "esc50"
+    written = write_metrics("~/run", [Figure("x", 1.0, None, "here", "data", "weights", "%")])
+    assert written.parent == tmp_path / "home" / "run" and written.is_file()
+    assert not (tmp_path / "~").exists()

@@ -66,7 +66,7 @@ def _figure_row(i: int, figure: Any) -> dict[str, Any]:
 
 def write_metrics(out_dir: str | os.PathLike, figures: list[Figure], **extra: Any) -> Path:
     """Write ``out_dir/metrics.json`` atomically: ``{"figures": [...], **extra}``."""
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
     out.mkdir(parents=True, exist_ok=True)
     rows = [_figure_row(i, f) for i, f in enumerate(figures)]
     for row in rows:

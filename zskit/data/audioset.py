@@ -238,7 +238,7 @@ def find_audio(
     segments: pd.DataFrame, audio_dir: str | os.PathLike
 ) -> list[Path | None]:
     """For each segment row, its audio file under ``audio_dir`` (searched recursively) or None."""
-    root = Path(audio_dir)
+    root = Path(audio_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"Audio folder {root} does not exist; pass the folder holding your "
                         "AudioSet clips.")
@@ -298,8 +298,8 @@ def prepare_audioset(
     if unused:  # a misspelt subset would silently read the official list instead of the user's
         raise ConfigError(f"segment_files has {sorted(unused)}, which are not among the subsets of "
                           f"splits={dict(splits)}; use keys from {sorted(splits)}.")
-    audio_dir = Path(audio_dir)
-    out = Path(out_dir) if out_dir is not None else audio_dir
+    audio_dir = Path(audio_dir).expanduser()
+    out = Path(out_dir).expanduser() if out_dir is not None else audio_dir
     classes = read_class_labels()
     known = set(classes["mid"])
     rows, missing, stats = [], [], {}

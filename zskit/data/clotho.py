@@ -99,7 +99,7 @@ def extract_7z(archive: str | os.PathLike, dest_dir: str | os.PathLike) -> Path:
     Members with absolute paths or ``..`` are refused. Without py7zr, raises an error saying how
     to unpack by hand.
     """
-    archive, dest = Path(archive), Path(dest_dir)
+    archive, dest = Path(archive).expanduser(), Path(dest_dir).expanduser()
     if _unpacked(dest, archive.name):
         return dest
     try:

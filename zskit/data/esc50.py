@@ -21,8 +21,8 @@ import pandas as pd
 
 from zskit.data.download import RemoteFile, download_and_extract
 from zskit.data.manifest import MANIFEST_NAME, METADATA_NAME, write_json, write_manifest
+from zskit.data.prepare import corpus_root
 from zskit.errors import ConfigError, DataError
-from zskit.paths import data_root
 
 __all__ = [
     "CATEGORIES",
@@ -105,7 +105,7 @@ def download_esc50(
     Returns the data set folder (the one holding ``meta/`` and ``audio/``). Safe to re-run: a
     completed extraction is found and nothing is fetched again.
     """
-    target = Path(target_dir) if target_dir is not None else data_root() / "esc50"
+    target = corpus_root(target_dir, "esc50")
     extracted = download_and_extract(remote, target / "extracted", archive_dir=target,
                                       progress=progress)
     return _dataset_folder(extracted)

@@ -40,9 +40,9 @@ from zskit.data.manifest import (
     write_json,
     write_manifest,
 )
+from zskit.data.prepare import corpus_root
 from zskit.data.splits import stratified_split
 from zskit.errors import ConfigError, DataError
-from zskit.paths import data_root
 
 __all__ = [
     "OPENMIC_ARCHIVE",
@@ -101,7 +101,7 @@ def download_openmic(
     ``openmic-2018.npz``). Safe to re-run: a completed extraction is found and nothing is
     fetched again.
     """
-    target = Path(target_dir) if target_dir is not None else data_root() / "openmic"
+    target = corpus_root(target_dir, "openmic")
     extracted = download_and_extract(remote, target / "extracted", archive_dir=target,
                                       progress=progress)
     return openmic_dataset_folder(extracted)

@@ -51,7 +51,7 @@ MISSING_POLICIES = ("raise", "drop")
 
 def corpus_root(path: str | os.PathLike | None, name: str) -> Path:
     """``path``, or ``data_root()/name`` when it is None: where a data set is downloaded to."""
-    return Path(path) if path is not None else data_root() / name
+    return Path(path).expanduser() if path is not None else data_root() / name
 
 
 def check_choices(chosen: Iterable[str], valid: Mapping[str, Any] | Sequence[str],
@@ -91,7 +91,7 @@ def audio_files(audio_dir: str | os.PathLike,
     extraction (:func:`zskit.data.clotho.extract_7z` unpacks into ``.extract-*`` first), which
     must never stand in for a clip.
     """
-    root = Path(audio_dir)
+    root = Path(audio_dir).expanduser()
     if not root.is_dir():
         raise DataError(f"audio folder {root} does not exist; download or copy the audio there "
                         "first, or pass the folder that holds it.")
@@ -151,7 +151,7 @@ def write_caption_corpus(rows: list[dict[str, Any]], out_dir: str | os.PathLike,
     extra columns (``keywords`` as a list). Captions become ``caption_1`` ... ``caption_k`` (k the
     most of any clip; shorter lists are padded with empty cells). The corpus has no classes.
     """
-    out = Path(out_dir)
+    out = Path(out_dir).expanduser()
     if not rows:
         raise DataError(f"no clip to write into {out}: every clip lacked its audio or captions. "
                         "Check the audio folder.")

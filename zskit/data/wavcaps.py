@@ -128,7 +128,7 @@ def prepare_wavcaps(json_dir: str | os.PathLike | None, audio_dir: str | os.Path
     """
     check_missing_policy(missing)
     root = corpus_root(json_dir, "wavcaps")
-    audio_root = Path(audio_dir)
+    audio_root = Path(audio_dir).expanduser()
     skip = _exclusions(exclude)
     index = _audio_by_source(audio_root)
     rows, absent, total, excluded = [], [], 0, 0

