@@ -213,6 +213,7 @@ def adapt_vision_transformer(model: ASTEncoder, source: nn.Module | Mapping[str,
     own_pos = own[_AST + "embeddings.position_embeddings"]
     if positions == "reinit":
         patches = own_pos[:, 2:]
+        token_pos = token_pos.to(patches.device)  # the AST may be on a GPU, the source not
     else:
         grid = pos[0, n_tokens:].T.reshape(-1, side, side)
         fitted = adapt_position_grid(grid, model.cfg.grid, positions)

@@ -39,6 +39,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from zskit._arrays import to_numpy
 from zskit.audio.augment import SpecAugment
 from zskit.audio.io import load_audio
 from zskit.audio.segments import random_crop
@@ -424,7 +425,7 @@ def pool_coarse(fine: torch.Tensor | np.ndarray, hierarchy: Hierarchy, pooling: 
     """Coarse scores from fine probabilities by grouped ``"max"`` or ``"mean"`` pooling."""
     if pooling not in ("max", "mean"):
         raise ConfigError(f"pooling={pooling!r} must be 'max' or 'mean'.")
-    p = torch.as_tensor(np.asarray(fine), dtype=torch.float32)
+    p = torch.as_tensor(to_numpy(fine), dtype=torch.float32)  # a model's output: any device
     pool = grouped_max if pooling == "max" else grouped_mean
     return pool(p, hierarchy.tensor()).numpy()
 

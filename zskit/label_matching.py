@@ -123,7 +123,7 @@ class LabelMatchingScorer:
 
     def score(self, source_scores: np.ndarray) -> np.ndarray:
         """``(n_clips, n_source)`` source-class scores -> ``(n_clips, n_target)`` scores."""
-        p = np.asarray(source_scores, dtype=np.float64)
+        p = to_numpy(source_scores).astype(np.float64)  # a tagger's output: any device
         if p.ndim != 2 or p.shape[1] != len(self.source_names):
             raise ConfigError(
                 f"source_scores must be (n_clips, {len(self.source_names)}), got {p.shape}; pass "

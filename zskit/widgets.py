@@ -30,6 +30,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from IPython.display import display
 
+from zskit._arrays import to_numpy
 from zskit.errors import ConfigError, DataError, ZskitError
 
 __all__ = ["Clips", "FoldExplorer", "RetrievalSearch", "ZeroShotExplorer"]
@@ -186,8 +187,10 @@ class ZeroShotExplorer(_App):
                 raise ConfigError(f"embeddings[{enc!r}] has {len(embeddings[enc])} rows for "
                                   f"{len(clips)} clips; embed the same clips in the same order.")
         self.clips, self.taggers = clips, dict(taggers)
-        # a private float32 copy: cached embeddings are read-only memory maps
-        self.embeddings = {k: np.array(v, dtype=np.float32) for k, v in embeddings.items()}
+        # a private float32 copy: cached embeddings are read-only memory maps (or tensors,
+        # maybe on a GPU)
+        self.embeddings = {k: np.array(to_numpy(v), dtype=np.float32)
+                           for k, v in embeddings.items()}
         self.query = widgets.Text(placeholder="class names, comma-separated, e.g. cello, tuba",
                                   description="classes", continuous_update=False,
                                   layout={"width": "520px"})

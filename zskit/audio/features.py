@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from zskit.audio.io import audio_info, check_samples, load_audio
 from zskit.audio.segments import center_pad
+from zskit.devices import module_device
 from zskit.errors import AudioLoadError, ConfigError
 from zskit.fileio import atomic_write
 
@@ -43,6 +44,7 @@ def clip_features(paths: Sequence[str | os.PathLike], frontend: nn.Module, sampl
     (clip by clip both cost several times more). With ``cache_dir`` the result is stored there
     (atomically) under a key made of the front end (class, ``cfg``, state), the rate, ``seconds``
     and the files' paths, sizes and modification times; a later call with the same key loads it.
+    The front end runs where its buffers are (e.g. a GPU); the result is on the CPU.
     """
     if not paths:
         raise ConfigError("clip_features got no files; pass at least one path.")
@@ -56,8 +58,13 @@ def clip_features(paths: Sequence[str | os.PathLike], frontend: nn.Module, sampl
         if cache.is_file():
             return torch.load(cache, weights_only=True)
     frontend = frontend.eval()
+    device = module_device(frontend) or torch.device("cpu")
+
+    def features(waves: torch.Tensor) -> torch.Tensor:
+        return frontend(waves.to(device)).float().cpu()
+
     if seconds is None:  # whole files: lengths differ, so one at a time
-        out = [frontend(load_audio(p, sample_rate)[None])[0].float()
+        out = [features(load_audio(p, sample_rate)[None])[0]
                for p in tqdm(paths, desc="features", disable=not progress, leave=False)]
         shapes = {tuple(x.shape) for x in out}
         if len(shapes) > 1:
@@ -67,7 +74,7 @@ def clip_features(paths: Sequence[str | os.PathLike], frontend: nn.Module, sampl
     else:
         starts = range(0, len(paths), batch_size)
         feats = torch.cat([
-            frontend(_middles(paths[i:i + batch_size], seconds, sample_rate)).float()
+            features(_middles(paths[i:i + batch_size], seconds, sample_rate))
             for i in tqdm(starts, desc="features", unit="batch", disable=not progress, leave=False)
         ])
     if cache is not None:

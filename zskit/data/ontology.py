@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from zskit._arrays import to_numpy
 from zskit.data.prepare import read_json_file
 from zskit.errors import ConfigError, DataError
 from zskit.paths import project_root
@@ -301,7 +302,7 @@ class LabelEncoder(Protocol):
 
 
 def _unit(x) -> np.ndarray:
-    x = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64)
+    x = to_numpy(x).astype(np.float64)  # also a bfloat16 tensor, which numpy cannot take
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 

@@ -189,6 +189,14 @@ def _project(projection: nn.Module, features: torch.Tensor) -> torch.Tensor:
     return projection(features.to(next(projection.parameters()).dtype))
 
 
+def _to_device(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``x`` on ``device``; float64 (e.g. waveforms from numpy) becomes float32 first for MPS,
+    which has no float64 and refuses to take it."""
+    if x.dtype == torch.float64 and device.type == "mps":
+        x = x.float()
+    return x.to(device)
+
+
 def _trainable(module: Any) -> bool:
     return isinstance(module, nn.Module) and any(p.requires_grad for p in module.parameters())
 
@@ -318,8 +326,8 @@ class DualEncoder(nn.Module):
         """The audio encoder's embeddings ``(B, D_audio)`` before the projection."""
         encoder = self.audio_encoder
         if isinstance(encoder, Precomputed):
-            return encoder(audio.to(self.device).float())
-        audio = audio.to(self.device)
+            return encoder(audio.float().to(self.device))  # cast first: MPS has no float64
+        audio = _to_device(audio, self.device)
         lengths = None if lengths is None else torch.as_tensor(lengths, device=self.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and _trainable(encoder)):
             if self.cfg.segment_seconds is None:
@@ -346,20 +354,20 @@ class DualEncoder(nn.Module):
             if not isinstance(encoder, Precomputed):
                 raise ConfigError("encode_text got a tensor but the text encoder is not "
                                   "Precomputed; pass the captions as strings.")
-            return encoder(text.to(self.device).float())
+            return encoder(text.float().to(self.device))
         if isinstance(encoder, Precomputed):
             if encoder.encode is None:
                 raise ConfigError("this model was trained on precomputed text embeddings and "
                                   "has no text encoder; pass embeddings, or build it with "
                                   "DualEncoder.from_embeddings(..., encode_text=encoder.encode).")
             with torch.no_grad():
-                return encoder.encode(list(text)).to(self.device).float()
+                return torch.as_tensor(encoder.encode(list(text))).float().to(self.device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and _trainable(encoder)):
             if isinstance(text, Mapping):
                 return encoder(**text)
             if hasattr(encoder, "tokenize"):
                 return encoder(**encoder.tokenize(list(text)))
-            return torch.as_tensor(encoder.encode(list(text))).to(self.device).float()
+            return torch.as_tensor(encoder.encode(list(text))).float().to(self.device)
 
     def encode_text(self, text: Any, normalize: bool = True) -> torch.Tensor:
         """Text in the shared space ``(B, dim)``: a string, a list of strings, tokens (a dict from
@@ -487,9 +495,11 @@ def prompt_classifier(encode: Callable[[list[str]], torch.Tensor], class_names: 
 
 
 def zero_shot_scores(audio_embeddings: torch.Tensor, classifier: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity ``(N, C)`` of normalised audio embeddings and class vectors."""
+    """Cosine similarity ``(N, C)`` of normalised audio embeddings and class vectors, on the
+    audio embeddings' device (class vectors from :func:`prompt_classifier` are on the CPU)."""
     a = F.normalize(torch.as_tensor(audio_embeddings).float(), dim=-1)
-    return a @ F.normalize(torch.as_tensor(classifier).float(), dim=-1).T
+    c = torch.as_tensor(classifier).float().to(a.device)
+    return a @ F.normalize(c, dim=-1).T
 
 
 # ---------------------------------------------------------------------------------------------

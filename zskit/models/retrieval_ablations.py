@@ -39,6 +39,7 @@ from zskit.audio.frontends import LogMel, LogMelConfig
 from zskit.audio.io import audio_info, load_audio
 from zskit.audio.segments import segment
 from zskit.cache import files_digest, state_dict_digest
+from zskit.devices import module_device
 from zskit.encoders.audio.passt import PaSST, PaSSTConfig
 from zskit.errors import ConfigError, DataError
 from zskit.fileio import atomic_write
@@ -120,6 +121,7 @@ def yamnet_stems(encoder: nn.Module, paths: Sequence[str | Path], keep_last: int
         raise DataError(f"the clips give {min(counts)} to {max(counts)} YAMNet patches; pass "
                         "crop_patches (a fixed crop per clip) or clips of one length.")
     rng = np.random.default_rng(seed)
+    device = module_device(encoder) or torch.device("cpu")  # where the encoder is (a GPU, say)
     was_training = encoder.training
     encoder.eval()
     parts = []
@@ -136,11 +138,11 @@ def yamnet_stems(encoder: nn.Module, paths: Sequence[str | Path], keep_last: int
                 waves.append(wave)
             longest = max(w.shape[-1] for w in waves)
             batch = torch.stack([nn.functional.pad(w, (0, longest - w.shape[-1])) for w in waves])
-            patches = encoder.patches(batch)  # (B, P, frames, mels)
+            patches = encoder.patches(batch.to(device))  # (B, P, frames, mels)
             b, p = patches.shape[:2]
             x = encoder.run_layers(patches.reshape(b * p, 1, *patches.shape[-2:]),
                                    stop=len(frozen))
-            parts.append(x.reshape(b, p, *x.shape[1:]).half())
+            parts.append(x.reshape(b, p, *x.shape[1:]).half().cpu())
     finally:
         encoder.train(was_training)
     stems = torch.cat(parts)

@@ -158,7 +158,9 @@ class LoaderBatches:
     """Batches from a Dataset (in a DataLoader with a per-epoch seeded sampler) or a DataLoader.
 
     A DataLoader is used as is; under torchrun it is rebuilt so that each rank loads its share
-    (``_distributed_loader``: balanced sampling stays balanced). Its batches are on the CPU (``on_device`` is False): the loop moves them.
+    (``_distributed_loader``: balanced sampling stays balanced). Its batches are on the CPU
+    (``on_device`` is False): the loop moves them; ``pin_memory`` (set for a CUDA device)
+    page-locks a Dataset's batches for that copy.
     """
 
     on_device = False
@@ -173,6 +175,7 @@ class LoaderBatches:
         num_workers: int = 0,
         drop_last: bool = False,
         dist: DistInfo = SINGLE_PROCESS,
+        pin_memory: bool = False,
     ) -> None:
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)  # worker seeds: not the global RNG
@@ -210,7 +213,7 @@ class LoaderBatches:
                 num_workers=num_workers,
                 drop_last=drop_last,
                 generator=self.generator,
-                pin_memory=torch.cuda.is_available(),
+                pin_memory=pin_memory,
                 persistent_workers=False,
             )
         try:
@@ -338,4 +341,5 @@ def make_batches(
         num_workers=num_workers,
         drop_last=drop_last,
         dist=dist,
+        pin_memory=device.type == "cuda",  # page-locked batches copy to a GPU without a wait
     )

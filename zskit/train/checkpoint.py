@@ -65,18 +65,21 @@ def cpu_state_dict(
 
 
 def average_state_dicts(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    """Element-wise mean of the floating-point entries; other entries (counters) from the last."""
+    """Element-wise mean of the floating-point entries; other entries (counters) from the last.
+
+    Computed on the CPU (the result lives there), so states may come from any device, and from
+    several: a model on a GPU with files loaded onto the CPU; MPS, moreover, has no float64.
+    """
     if not states:
         raise DataError("average_state_dicts got no states; keep at least one epoch's weights.")
     last = states[-1]
     out = {}
     for key, value in last.items():
         if value.is_floating_point():
-            out[key] = (
-                torch.stack([s[key].to(torch.float64) for s in states]).mean(0).to(value.dtype)
-            )
+            parts = [s[key].detach().cpu().to(torch.float64) for s in states]
+            out[key] = torch.stack(parts).mean(0).to(value.dtype)
         else:
-            out[key] = value.clone()
+            out[key] = value.detach().cpu().clone()
     return out
 
 
@@ -112,8 +115,9 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
         )
     )
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if state["cuda"] and torch.cuda.is_available():  # one state per GPU of the writing machine:
+        # those this machine has (a run of a 2-GPU machine resumed on a 1-GPU Colab)
+        torch.cuda.set_rng_state_all(state["cuda"][: torch.cuda.device_count()])
     if state.get("mps") is not None and torch.backends.mps.is_available():
         torch.mps.set_rng_state(state["mps"])
 
