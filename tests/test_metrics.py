@@ -667,3 +667,20 @@ def test_metrics_take_bfloat16_scores():
     scores = torch.rand(40, 3, generator=torch.Generator().manual_seed(1)).bfloat16()
     assert mean_average_precision(y, scores) == pytest.approx(
         mean_average_precision(y, scores.float().numpy()))
+
+
+@pytest.mark.parametrize("n_classes, groups, threads", [(527, 9, 2), (527, 3, 2), (103, 15, 4),
+                                                        (5, 9, 2), (1, 1, 8), (0, 0, 2)])
+def test_class_groups_are_shared_out_evenly_over_threads(n_classes, groups, threads):
+    """Each thread's run of class groups holds an equal share of the classes (within one) in the
+    same number of groups (9 blocks of 64, shared out whole, gave one of two threads 320 classes
+    and the other 207); together the groups cover every class once, at least ``groups`` of them
+    unless there are fewer classes."""
+    runs = metrics._class_runs(n_classes, groups, threads)
+    covered = [c for run in runs for cols in run for c in range(cols.start, cols.stop)]
+    assert covered == list(range(n_classes)), "every class exactly once, in order"
+    shares = [sum(cols.stop - cols.start for cols in run) for run in runs]
+    assert len(runs) <= max(1, threads) and max(shares) - min(shares) <= 1, shares
+    if n_classes >= groups:  # else groups of one class each: as many as a thread has classes
+        assert len({len(run) for run in runs}) == 1, "the same number of groups per thread"
+    assert sum(len(run) for run in runs) >= min(groups, n_classes)

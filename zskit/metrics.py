@@ -255,33 +255,52 @@ def _ap_by_keys(
     n, n_classes = pos.shape
     bits = score.view(f"u{score.itemsize}")
     groups = min(math.ceil(score.nbytes / _AP_KEY_BYTES), math.ceil(n_classes / _AP_BLOCK))
-    threads = max(1, min(threads, groups))
-    groups = math.ceil(groups / threads) * threads  # an equal share for each thread
-    width = max(1, math.ceil(n_classes / groups))
+    runs = _class_runs(n_classes, groups, threads)
     ap = np.full(n_classes, np.nan)
 
-    def rank_groups(run: range) -> None:
-        buffer = np.empty((width, n), bits.dtype)  # one per thread, reused by its groups
+    def rank_groups(run: list[slice]) -> None:
+        buffer = np.empty((_widest(runs), n), bits.dtype)  # one per thread, reused by its groups
         odd = np.empty(buffer.size, np.uint8)
-        for a in run:
-            cols = slice(a, a + width)
-            keys = buffer[: len(range(*cols.indices(n_classes)))]
+        for cols in run:
+            keys = buffer[: cols.stop - cols.start]
             _fill_keys(keys, bits, pos, known, cols)
             keys.sort(axis=1)
             ap[cols] = _ap_from_sorted_keys(keys, known is not None, odd)
 
-    _map_threads(rank_groups, range(0, n_classes, width), threads)
+    _map_threads(rank_groups, runs)
     return ap
 
 
-def _map_threads(work: Callable[[range], None], starts: range, threads: int) -> None:
-    """``work(run)`` for contiguous runs of ``starts``, one run per thread, on up to ``threads``
-    threads (errors are raised here). numpy's sort and other whole-array steps release the GIL,
-    so the threads overlap."""
-    per = max(1, math.ceil(len(starts) / max(1, threads)))
-    runs = [starts[i : i + per] for i in range(0, len(starts), per)]
+def _class_runs(n_classes: int, groups: int, threads: int) -> list[list[slice]]:
+    """Class groups (column slices), one run of them for each of up to ``threads`` threads.
+
+    The runs hold equal shares of the classes (within one) in the same number of groups, and
+    there are at least ``groups`` groups unless there are fewer classes: 9 blocks of 64 of 527
+    classes, shared out whole, gave one of two threads 320 classes and the other 207, and the
+    first thread's last 113 ran alone.
+    """
+    threads = max(1, min(threads, groups, n_classes))
+    per_run = max(1, math.ceil(groups / threads))
+    runs = []
+    for t in range(threads):
+        lo, hi = n_classes * t // threads, n_classes * (t + 1) // threads
+        width = max(1, math.ceil((hi - lo) / per_run))
+        runs.append([slice(a, min(a + width, hi)) for a in range(lo, hi, width)])
+    return runs
+
+
+def _widest(runs: list[list[slice]]) -> int:
+    """The most classes in one group of ``runs`` (at least 1): the rows of a reused buffer."""
+    return max((cols.stop - cols.start for run in runs for cols in run), default=1)
+
+
+def _map_threads(work: Callable[[list[slice]], None], runs: list[list[slice]]) -> None:
+    """``work(run)`` for each run of class groups, each on its own thread when there are several
+    (errors are raised here). numpy's sort and other whole-array steps release the GIL, so the
+    threads overlap."""
     if len(runs) <= 1:
-        work(starts)
+        for run in runs:
+            work(run)
         return
     with ThreadPoolExecutor(len(runs)) as pool:
         list(pool.map(work, runs))
@@ -304,7 +323,7 @@ def _ap_by_search(
 ) -> np.ndarray:
     """Per-class AP of any scores: each class's positives looked up in its sorted scores.
 
-    Classes go in blocks of ``_AP_BLOCK``; for each block:
+    Classes go in blocks of up to ``_AP_BLOCK``, as many for each thread; for each block:
 
     - the known scores and the labels are copied transposed (in cache-sized tiles) so that
       each class is a contiguous row; the positives' scores are gathered from that copy in one
@@ -326,12 +345,12 @@ def _ap_by_search(
         n_known = known.sum(axis=0)
         pos = pos & known
     ap = np.full(n_classes, np.nan)
+    runs = _class_runs(n_classes, math.ceil(n_classes / _AP_BLOCK), threads)
 
-    def rank_blocks(run: range) -> None:
-        scores = np.empty((min(_AP_BLOCK, n_classes), n), score.dtype)  # reused, one per thread
+    def rank_blocks(run: list[slice]) -> None:
+        scores = np.empty((_widest(runs), n), score.dtype)  # reused, one per thread
         labels = np.empty(scores.shape, bool)
-        for a in run:
-            cols = slice(a, a + _AP_BLOCK)
+        for cols in run:
             ranked = _transposed(score, known, cols, scores)
             at = np.flatnonzero(_transposed(pos, None, cols, labels))  # by class, then clip
             positive_scores = ranked.reshape(-1)[at]
@@ -350,7 +369,7 @@ def _ap_by_search(
             n_pos = np.diff(bounds)
             ap[cols] = _ap_from_ranks(below, n_pos, block_known)
 
-    _map_threads(rank_blocks, range(0, n_classes, _AP_BLOCK), threads)
+    _map_threads(rank_blocks, runs)
     return ap
 
 
