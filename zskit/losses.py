@@ -106,11 +106,35 @@ def _scale(
             raise ConfigError(f"info_nce temperature={temperature} must be > 0, e.g. 0.07.")
         return 1.0 / temperature
     scale = logit_scale.float() if isinstance(logit_scale, torch.Tensor) else float(logit_scale)
+    if isinstance(scale, torch.Tensor) and scale.device.type != "cpu":
+        # Checking a scale on a GPU would make every training step wait for the GPU. There a
+        # non-positive scale turns the logits (and so the loss) into NaN instead, which fit
+        # reports as a diverged loss; a positive scale passes through unchanged.
+        return torch.where(scale > 0, scale, torch.nan)
     if not bool(torch.all(torch.as_tensor(scale) > 0)):
         raise ConfigError(f"info_nce logit_scale={logit_scale!r} must be > 0 (a negative scale "
                           "rewards dissimilar pairs): pass the multiplier, e.g. "
                           "model.logit_scale.exp(), not the log-scale.")
     return scale
+
+
+def _check_positives(positives: torch.Tensor, shape: torch.Size) -> None:
+    """A caller's ``positives`` must match the logits and give every row and column a positive.
+
+    The second check reads the matrix, so it runs on CPU matrices only: on a GPU it would make
+    every step wait for the GPU. There a row or column without a positive gets the target 0 / 0,
+    so the loss is NaN, which fit reports as a diverged loss.
+    """
+    if positives.shape != shape:
+        raise ConfigError(
+            f"info_nce: positives has shape {tuple(positives.shape)}, expected "
+            f"{tuple(shape)}: one entry per (audio, text) pair of the batch."
+        )
+    on_cpu = positives.device.type == "cpu"
+    if on_cpu and not bool(positives.any(0).all() and positives.any(1).all()):
+        raise ConfigError(
+            "info_nce: every row and column of positives needs a True entry (its own pair)."
+        )
 
 
 def info_nce(
@@ -133,6 +157,10 @@ def info_nce(
     ``positives`` matrix. All items of the same clip then count as positives, none as negatives:
     each row's target is uniform over its positives (cross-entropy with soft targets). With one
     caption per clip this is the usual cross-entropy against the identity.
+
+    Bad input raises :class:`~zskit.errors.ConfigError`. A non-positive ``logit_scale`` or a
+    ``positives`` row without a True entry is only caught on the CPU: on a GPU, checking would
+    make every training step wait for it, so there the loss becomes NaN instead.
     """
     if audio.ndim != 2 or audio.shape != text.shape:
         raise ConfigError(
@@ -152,20 +180,14 @@ def info_nce(
             raise ConfigError(
                 f"info_nce: {len(clip_ids)} clip_ids for a batch of {len(audio)}; pass one per row."
             )
+        # every row and column has a positive (each item shares its own clip): nothing to check
         positives = positives_from_ids(clip_ids, logits.device)
+    elif positives is not None:
+        _check_positives(positives, logits.shape)
     if positives is None:
         target = torch.arange(len(logits), device=logits.device)
         return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target))
-    if positives.shape != logits.shape:
-        raise ConfigError(
-            f"info_nce: positives has shape {tuple(positives.shape)}, expected "
-            f"{tuple(logits.shape)}: one entry per (audio, text) pair of the batch."
-        )
     pos = positives.to(device=logits.device, dtype=logits.dtype)
-    if bool((pos.sum(0) == 0).any() or (pos.sum(1) == 0).any()):
-        raise ConfigError(
-            "info_nce: every row and column of positives needs a True entry (its own pair)."
-        )
     audio_to_text = F.cross_entropy(logits, pos / pos.sum(1, keepdim=True))
     text_to_audio = F.cross_entropy(logits.T, pos.T / pos.T.sum(1, keepdim=True))
     return 0.5 * (audio_to_text + text_to_audio)

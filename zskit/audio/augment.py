@@ -98,7 +98,9 @@ def mixup_pairs(batch: int, alpha: float = 0.5, generator: torch.Generator | Non
     ``prob < 1`` only that fraction of examples is mixed (the others get ``lam = 1``): AST mixes
     half of its training examples (``prob=0.5``) with ``lam ~ Beta(10, 10)``. Beta draws come from
     numpy seeded by ``generator`` (torch has no seeded Beta sampler), so the result is
-    reproducible from the generator alone.
+    reproducible from the generator alone. Without a generator the seed comes from torch's global
+    CPU generator, whatever ``device`` is: numpy needs it on the host, and a seed drawn on a GPU
+    would make every training step wait for the GPU (a GPU ``generator`` still costs that wait).
     """
     if not alpha > 0:
         raise ConfigError(f"mixup alpha={alpha!r} must be > 0 (e.g. 0.5, or AST's 10).")
@@ -106,7 +108,8 @@ def mixup_pairs(batch: int, alpha: float = 0.5, generator: torch.Generator | Non
         raise ConfigError(f"mixup prob={prob!r} must lie in [0, 1].")
     gdev = generator.device if generator is not None else torch.device(device)
     perm = torch.randperm(batch, generator=generator, device=gdev).to(device)
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=gdev))
+    seed_device = generator.device if generator is not None else torch.device("cpu")
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=seed_device))
     rng = np.random.default_rng(seed)
     draws = rng.beta(alpha, alpha, size=batch if per_example else 1)
     lam = np.broadcast_to(draws, (batch,)).copy()

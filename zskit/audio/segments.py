@@ -24,12 +24,14 @@ def random_crop(x: torch.Tensor, length: int, generator: torch.Generator | None 
     One offset, uniform over all valid positions, is shared by every leading dimension (e.g. the
     channels of one clip); crop clip by clip for per-example offsets. Inputs no longer than
     ``length`` are returned unchanged, or zero-padded at the end to ``length`` when ``pad=True``.
+    The offset is needed on the host, so without a ``generator`` it is drawn from torch's global
+    CPU generator even for ``x`` on a GPU (a draw there would wait for the GPU).
     """
     _check_length("length", length)
     n = x.shape[-1]
     if n <= length:
         return F.pad(x, (0, length - n)) if pad and n < length else x
-    device = generator.device if generator is not None else x.device
+    device = generator.device if generator is not None else torch.device("cpu")
     start = int(torch.randint(0, n - length + 1, (1,), generator=generator, device=device))
     return x[..., start:start + length]
 

@@ -89,7 +89,12 @@ def check_waveforms(waveforms: torch.Tensor, sample_rate: int) -> torch.Tensor:
 
 def check_lengths(lengths: Any, waveforms: torch.Tensor) -> torch.Tensor | None:
     """``lengths`` as a CPU int64 tensor ``(B,)`` of real samples per clip of ``waveforms``
-    ``(B, T)``, each in ``1..T`` (``None`` stays ``None``: no clip is padded)."""
+    ``(B, T)``, each in ``1..T`` (``None`` stays ``None``: no clip is padded).
+
+    The encoders need the counts on the host (frame and patch counts, crops), so lengths on a GPU
+    are copied back, which waits for the GPU to finish its queued work: keep them on the CPU
+    (e.g. ``mask.sum(1)`` from :func:`zskit.audio.pad_batch` before the batch is moved).
+    """
     if lengths is None:
         return None
     b, n = waveforms.shape

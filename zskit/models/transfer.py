@@ -149,9 +149,15 @@ class ImageAugment(nn.Module):
             new = max(1, round(width * rate))
             x = F.interpolate(image[None], size=(image.shape[-2], new), mode="bilinear",
                               align_corners=False)[0]
-            left = (new - width) // 2 if new >= width else -((width - new) // 2)
-            out.append(x[..., left:left + width] if new >= width else
-                       F.pad(x, (-left, width - new + left), value=float(image.min())))
+            if new >= width:
+                left = (new - width) // 2
+                out.append(x[..., left:left + width])
+                continue
+            # padded with the image's minimum, kept a tensor: F.pad's value would be read from a
+            # GPU, making every step wait for it
+            left, fill, rows = (width - new) // 2, image.amin(), x.shape[:-1]
+            out.append(torch.cat((fill.expand(*rows, left), x,
+                                  fill.expand(*rows, width - new - left)), dim=-1))
         return torch.stack(out)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -321,20 +321,19 @@ class PaSST(AudioEncoder):
         """
         x = check_waveforms(waveforms, self.sample_rate)
         b, n = x.shape
-        lengths = check_lengths(lengths, x)
+        lengths = check_lengths(lengths, x)  # on the CPU, where the frame counts are computed
         if lengths is None:
             lengths = torch.full((b,), n, dtype=torch.long)
-        lengths = lengths.to(x.device)
         seg_len = self.cfg.segment_samples
         if n <= seg_len:
             return self._forward_clips(x, lengths)
         hop = self.cfg.segment_hop_samples
         segs, _ = segment(x, seg_len, hop)  # (B, S, seg_len)
         s = segs.shape[1]
-        starts = torch.arange(s, device=x.device) * hop
-        real = (lengths[:, None] - starts[None, :]).clamp(0, seg_len)  # (B, S)
+        starts = torch.arange(s) * hop
+        real = (lengths[:, None] - starts[None, :]).clamp(0, seg_len)  # (B, S), on the CPU
         out = self._forward_clips(segs.reshape(b * s, seg_len), real.reshape(-1))
-        used = real > 0  # every clip has real samples in its first segment
+        used = (real > 0).to(x.device)  # every clip has real samples in its first segment
         weights = used.to(out.embedding.dtype) / used.sum(1, keepdim=True)
 
         def average(t: torch.Tensor) -> torch.Tensor:
@@ -346,13 +345,13 @@ class PaSST(AudioEncoder):
                              logits=None if out.logits is None else average(out.logits))
 
     def _forward_clips(self, x: torch.Tensor, lengths: torch.Tensor) -> EncoderOutput:
+        """Clips ``x`` of at most one segment; ``lengths`` (on the CPU: reading them from a GPU
+        would make every step wait for it) counts their real samples, 0 for none."""
         if x.shape[-1] < self.cfg.min_samples:
             x = F.pad(x, (0, self.cfg.min_samples - x.shape[-1]))
         spec = self.spectrogram(x)
-        frames = torch.tensor([self.cfg.frontend.num_frames(int(k)) for k in lengths.tolist()],
-                              device=x.device)
-        frames = torch.where(lengths > 0, frames, torch.zeros_like(frames))
-        return self.forward_spectrogram(spec, frames)
+        frames = [self.cfg.frontend.num_frames(k) if k > 0 else 0 for k in lengths.tolist()]
+        return self.forward_spectrogram(spec, torch.tensor(frames, device=x.device))
 
     def forward_spectrogram(self, spec: torch.Tensor,
                             frames: torch.Tensor | None = None) -> EncoderOutput:
