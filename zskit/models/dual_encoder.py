@@ -228,20 +228,25 @@ def segment_average(encoder: nn.Module, waveforms: torch.Tensor, lengths: torch.
     clip may still only repeat samples the previous one already covered).
     """
     b, n = waveforms.shape
+    device = waveforms.device
+    # The bookkeeping runs on the host, where the encoders want the counts anyway: on a GPU a
+    # boolean mask or a bincount of device tensors would wait for the GPU at every batch.
     if lengths is None:
-        lengths = torch.full((b,), n, dtype=torch.long, device=waveforms.device)
-    lengths = torch.as_tensor(lengths, device=waveforms.device).long().clamp(0, n)
+        lengths = torch.full((b,), n, dtype=torch.long)
+    lengths = torch.as_tensor(lengths).detach().cpu().long().clamp(0, n)
     hop = hop_samples or segment_samples
     segs, _ = segment(waveforms, segment_samples, hop)  # (B, S, L)
-    starts = torch.arange(segs.shape[1], device=waveforms.device) * hop
+    starts = torch.arange(segs.shape[1]) * hop
     real = (lengths[:, None] - starts[None, :]).clamp(0, segment_samples)  # (B, S)
     # segment i belongs to a clip of length L when i < 1 + ceil((L - segment) / hop)
     used = starts[None, :] + (segment_samples - hop) < lengths[:, None]
     used[:, 0] = True  # a clip no longer than one segment (or empty) gets its first segment
-    owner = torch.arange(b, device=waveforms.device)[:, None].expand_as(used)[used]
-    emb = encoder(segs[used], real[used].clamp_min(1))
-    counts = torch.bincount(owner, minlength=b).unsqueeze(1).to(emb.dtype)
-    return emb.new_zeros(b, emb.shape[1]).index_add_(0, owner, emb) / counts
+    owner = torch.arange(b)[:, None].expand_as(used)[used]
+    rows = used.reshape(-1).nonzero().squeeze(1)  # the used segments, clip by clip
+    emb = encoder(segs.reshape(-1, segs.shape[-1]).index_select(0, rows.to(device)),
+                  real[used].clamp_min(1))
+    counts = torch.bincount(owner, minlength=b).unsqueeze(1).to(device, emb.dtype)
+    return emb.new_zeros(b, emb.shape[1]).index_add_(0, owner.to(device), emb) / counts
 
 
 def _stack(parts: list[torch.Tensor], dim: int) -> torch.Tensor:
@@ -328,7 +333,9 @@ class DualEncoder(nn.Module):
         if isinstance(encoder, Precomputed):
             return encoder(audio.float().to(self.device))  # cast first: MPS has no float64
         audio = _to_device(audio, self.device)
-        lengths = None if lengths is None else torch.as_tensor(lengths, device=self.device)
+        # lengths stay where they are (the CPU, from collate): the encoders need the counts on
+        # the host, and copying them back from a GPU would wait for it at every batch.
+        lengths = None if lengths is None else torch.as_tensor(lengths)
         with torch.set_grad_enabled(torch.is_grad_enabled() and _trainable(encoder)):
             if self.cfg.segment_seconds is None:
                 return encoder(audio, lengths)
@@ -685,7 +692,7 @@ class RetrievalPairs(torch.utils.data.Dataset):
             batch["audio"] = torch.stack([it["audio"] for it in items]).float()
         else:
             batch["audio"], mask = pad_batch([it["audio"] for it in items])
-            batch["lengths"] = mask.sum(1)
+            batch["lengths"] = mask.sum(1).tolist()  # host-side: to_device leaves lists alone
         texts = [it["text"] for it in items]
         if isinstance(texts[0], torch.Tensor):
             batch["text"] = torch.stack(texts)
