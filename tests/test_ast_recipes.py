@@ -244,6 +244,8 @@ def test_recipe_configs():
     one = ast_train_config("audioset_balanced", max_epochs=1)
     assert (one.average_last_k, one.select) == (0, "last"), "one epoch: nothing to average"
     assert ast_train_config("audioset_balanced").average_last_k == 20
+    assert short.warmup_steps == 1000, "AST's AudioSet runs warm up over 1,000 steps"
+    assert recipe_config("esc50", "audioset").warmup_steps is None, "run_esc.sh: warmup=False"
     with pytest.raises(ConfigError, match="recipe 'openmic'"):
         run_ast_recipe("openmic", ".")
     with pytest.raises(DataError, match="prepare_esc50"):
