@@ -27,7 +27,8 @@ Behaviour (as in the official model):
   window of them (training).
 - Clips longer than ``segment_seconds`` (10 s) are cut into segments
   (``zskit.audio.segments.segment``, zero-padded tail), each segment is embedded and the clip
-  embedding (and logits) is the mean over the segments that hold real samples (paper 4).
+  embedding (and logits) is the mean over the segments of the clip's own samples (paper 4): in a
+  padded batch, each clip uses the segments ``segment`` would cut it alone into.
 
 Registered encoders (``create_audio_encoder(name, pretrained=tag)``): ``passt`` (PaSST-S, stride 10),
 ``passt_n`` (no overlap, stride 16) and ``passt_l`` (PaSST-L, 7 blocks). Their weights are the
@@ -317,7 +318,7 @@ class PaSST(AudioEncoder):
         """Embeddings, tokens and logits of waveforms ``(B, T)``; ``lengths`` counts real samples.
 
         Clips longer than ``cfg.segment_seconds`` are segmented: ``tokens`` then concatenates the
-        segments' tokens and ``embedding``/``logits`` average the segments with real samples.
+        segments' tokens and ``embedding``/``logits`` average each clip's own segments.
         """
         x = check_waveforms(waveforms, self.sample_rate)
         b, n = x.shape
@@ -331,9 +332,13 @@ class PaSST(AudioEncoder):
         segs, _ = segment(x, seg_len, hop)  # (B, S, seg_len)
         s = segs.shape[1]
         starts = torch.arange(s) * hop
-        real = (lengths[:, None] - starts[None, :]).clamp(0, seg_len)  # (B, S), on the CPU
+        # each clip uses the segments `segment` gives it alone (the fewest that cover its samples):
+        # with overlapping segments, a later one may hold real samples that an earlier one covers
+        counts = torch.tensor([_segment_count(int(k), seg_len, hop) for k in lengths.tolist()])
+        used_cpu = torch.arange(s)[None, :] < counts[:, None]  # (B, S), on the CPU
+        real = (lengths[:, None] - starts[None, :]).clamp(0, seg_len) * used_cpu
         out = self._forward_clips(segs.reshape(b * s, seg_len), real.reshape(-1))
-        used = (real > 0).to(x.device)  # every clip has real samples in its first segment
+        used = used_cpu.to(x.device)  # every clip uses its first segment
         weights = used.to(out.embedding.dtype) / used.sum(1, keepdim=True)
 
         def average(t: torch.Tensor) -> torch.Tensor:
@@ -363,13 +368,19 @@ class PaSST(AudioEncoder):
         c = self.cfg
         if spec.ndim == 3:
             spec = spec.unsqueeze(1)
+        if spec.ndim != 4 or spec.shape[1] != 1 or spec.shape[-1] < c.patch_size:
+            raise ConfigError(
+                f"PaSST takes log-mel (B, n_mels, T) or (B, 1, n_mels, T) with T >= {c.patch_size} "
+                f"frames, got {tuple(spec.shape)}; compute it with encoder.spectrogram(waveforms), "
+                "or pass the waveforms to forward_features (it pads short clips)."
+            )
+        if spec.shape[2] != c.frontend.n_mels:
+            raise ConfigError(f"the spectrogram has {spec.shape[2]} mel bins but PaSST's frequency "
+                              f"positions are made for {c.frontend.n_mels}; feed {c.frontend.n_mels}.")
         # the float32 front end feeds a model that may be cast to bfloat16 / half
         x = self.patch_embed(spec.to(self.patch_embed.proj.weight.dtype))  # (B, D, F', T')
         b, _, n_f, n_t = x.shape
         t_pos = self.time_new_pos_embed
-        if n_f != c.freq_positions:
-            raise ConfigError(f"spectrogram gives {n_f} patch rows but PaSST has {c.freq_positions} "
-                              f"frequency positions; feed {c.frontend.n_mels} mel bins.")
         if n_t > t_pos.shape[-1]:
             raise ConfigError(
                 f"spectrogram gives {n_t} patch columns but the time embedding has "
@@ -404,6 +415,11 @@ class PaSST(AudioEncoder):
         mask = real[:, None, :].expand(b, keep_f.numel(), -1).reshape(b, -1)
         logits = self.head(embedding) if self.head is not None else None
         return EncoderOutput(embedding=embedding, tokens=seq[:, 2:], token_mask=mask, logits=logits)
+
+
+def _segment_count(num_samples: int, seg_len: int, hop: int) -> int:
+    """Segments ``zskit.audio.segments.segment`` cuts a clip of ``num_samples`` samples into."""
+    return 1 if num_samples <= seg_len else 1 + -(-(num_samples - seg_len) // hop)
 
 
 def _random_subset(n: int, k: int, device: torch.device) -> torch.Tensor:

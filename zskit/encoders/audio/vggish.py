@@ -186,10 +186,12 @@ class Vggish(AudioEncoder):
         """Embeddings ``(N, embed_dim)`` of log-mel patches ``(N, 1, F, M)`` or ``(N, F, M)``."""
         if patches.ndim == 3:
             patches = patches.unsqueeze(1)
-        if patches.ndim != 4 or patches.shape[1] != 1:
+        size = (self.cfg.patch_frames, self.cfg.frontend.n_mels)
+        if patches.ndim != 4 or patches.shape[1] != 1 or tuple(patches.shape[-2:]) != size:
             raise ConfigError(
-                f"patches must be (N, 1, frames, mels) or (N, frames, mels), got "
-                f"{tuple(patches.shape)}; build them with Vggish.patches(waveforms)."
+                f"patches must be (N, 1, {size[0]}, {size[1]}) or (N, {size[0]}, {size[1]}) "
+                f"(frames, mels), got {tuple(patches.shape)}; build them with "
+                "Vggish.patches(waveforms).flatten(0, 1) (clips x patches)."
             )
         x = self.features(patches.to(self.features[0].weight.dtype))  # the model may be bf16
         x = x.permute(0, 2, 3, 1).flatten(1)  # TensorFlow's NHWC flattening order
