@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from zskit.audio import center_pad, pad_batch, random_crop, segment
+from zskit.audio import center_pad, pad_batch, random_crop, segment, segment_count
 from zskit.errors import ConfigError
 
 
@@ -135,3 +135,10 @@ def test_segment_errors():
         segment(torch.ones(20), 0)
     with pytest.raises(ConfigError, match="empty"):
         segment(torch.ones(0), 4)
+
+
+@pytest.mark.parametrize("hop", [None, 3, 7, 10])
+def test_segment_count_is_the_number_of_segments_segment_cuts(hop):
+    for n in (1, 9, 10, 11, 17, 40, 41):
+        segs, _ = segment(torch.zeros(n), 10, hop)
+        assert segment_count(n, 10, hop) == segs.shape[-2], (n, hop)

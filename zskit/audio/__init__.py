@@ -13,7 +13,7 @@ from zskit.audio.frontends import (
     mel_filterbank,
 )
 from zskit.audio.io import SAVE_FORMATS, AudioInfo, audio_info, load_audio, save_audio
-from zskit.audio.segments import center_pad, pad_batch, random_crop, segment
+from zskit.audio.segments import center_pad, pad_batch, random_crop, segment, segment_count
 
 __all__ = [
     "LOGMEL_PRESETS",
@@ -40,5 +40,6 @@ __all__ = [
     "random_crop",
     "save_audio",
     "segment",
+    "segment_count",
     "shift",
 ]

@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 from zskit.errors import ConfigError
 
-__all__ = ["center_pad", "pad_batch", "random_crop", "segment"]
+__all__ = ["center_pad", "pad_batch", "random_crop", "segment", "segment_count"]
 
 
 def _check_length(name: str, value: int) -> None:
@@ -77,6 +77,13 @@ def pad_batch(waves: Sequence[torch.Tensor], max_length: int | None = None,
     return batch, mask
 
 
+def segment_count(num_samples: int, segment_length: int, hop: int | None = None) -> int:
+    """How many segments :func:`segment` cuts ``num_samples`` samples into: the fewest that
+    cover every sample (1 for a clip no longer than ``segment_length``)."""
+    hop = segment_length if hop is None else hop
+    return 1 if num_samples <= segment_length else 1 + -(-(num_samples - segment_length) // hop)
+
+
 def segment(x: torch.Tensor, segment_length: int,
             hop: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Cut the last dimension of ``x`` into fixed-length segments.
@@ -97,7 +104,7 @@ def segment(x: torch.Tensor, segment_length: int,
     n = x.shape[-1]
     if n == 0:
         raise ConfigError("segment got an empty waveform (0 samples); drop it before segmenting.")
-    n_seg = 1 if n <= segment_length else 1 + -(-(n - segment_length) // hop)
+    n_seg = segment_count(n, segment_length, hop)
     total = (n_seg - 1) * hop + segment_length
     segments = F.pad(x, (0, total - n)).unfold(-1, segment_length, hop)
     starts = torch.arange(n_seg, device=x.device) * hop

@@ -49,7 +49,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zskit.audio.frontends import LogMel, LogMelConfig
-from zskit.audio.segments import segment
+from zskit.audio.segments import segment, segment_count
 from zskit.data.download import RemoteFile, download
 from zskit.encoders.base import (
     AudioEncoder,
@@ -334,7 +334,7 @@ class PaSST(AudioEncoder):
         starts = torch.arange(s) * hop
         # each clip uses the segments `segment` gives it alone (the fewest that cover its samples):
         # with overlapping segments, a later one may hold real samples that an earlier one covers
-        counts = torch.tensor([_segment_count(int(k), seg_len, hop) for k in lengths.tolist()])
+        counts = torch.tensor([segment_count(int(k), seg_len, hop) for k in lengths.tolist()])
         used_cpu = torch.arange(s)[None, :] < counts[:, None]  # (B, S), on the CPU
         real = (lengths[:, None] - starts[None, :]).clamp(0, seg_len) * used_cpu
         out = self._forward_clips(segs.reshape(b * s, seg_len), real.reshape(-1))
@@ -415,11 +415,6 @@ class PaSST(AudioEncoder):
         mask = real[:, None, :].expand(b, keep_f.numel(), -1).reshape(b, -1)
         logits = self.head(embedding) if self.head is not None else None
         return EncoderOutput(embedding=embedding, tokens=seq[:, 2:], token_mask=mask, logits=logits)
-
-
-def _segment_count(num_samples: int, seg_len: int, hop: int) -> int:
-    """Segments ``zskit.audio.segments.segment`` cuts a clip of ``num_samples`` samples into."""
-    return 1 if num_samples <= seg_len else 1 + -(-(num_samples - seg_len) // hop)
 
 
 def _random_subset(n: int, k: int, device: torch.device) -> torch.Tensor:
