@@ -32,10 +32,12 @@ def check(metrics: dict[str, Any]) -> None:
         assert _is_map(rnd), f"{space}: random mAP {rnd}"
         r = metrics["proximity"][space]
         assert -1.0 <= r["low"] <= r["r"] <= r["high"] <= 1.0, f"{space}: Pearson r {r}"
-        assert figures[f"Pearson r, AP gain vs proximity, {space}"]["value"] == r["r"]
+        shown = figures[f"Pearson r, AP gain vs proximity, {space}"]["value"]
+        assert shown == r["r"], f"{space}: Pearson r figure {shown} is not the measured {r['r']}"
         sep = metrics["family_separation"][space]
         assert math.isclose(sep["separation"], sep["within"] - sep["between"], abs_tol=1e-9), sep
-        assert 0.0 <= metrics["explorer"]["precision"][space] <= 1.0
+        precision = metrics["explorer"]["precision"][space]
+        assert 0.0 <= precision <= 1.0, f"{space}: explorer precision {precision} is not a rate"
     assert metrics["explorer"]["results"] > 0, "the zero-shot explorer returned no clip"
     explorer = metrics["explorer"]
     assert explorer["held_out"] and explorer["split"] == "test", (

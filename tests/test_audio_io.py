@@ -83,10 +83,14 @@ def test_resampling_keeps_frequency_and_duration(tmp_path, file_rate, target_rat
 
 
 def test_multichannel_resampled_keeps_channels(tmp_path):
+    # one tone per channel: resampling must keep each channel's own pitch, in file order
+    tones = (500, 1000, 2000, 3000)
     path = tmp_path / "four.flac"
-    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, (4800, 4)), 48000)
+    sf.write(path, np.stack([_sine(f, 48000, 0.5) for f in tones], axis=1), 48000)
     y = load_audio(path, 16000, mono=False)
-    assert y.shape == (4, 1600), f"expected (4, 1600), got {tuple(y.shape)}"
+    assert y.shape == (4, 8000), f"expected (4, 8000), got {tuple(y.shape)}"
+    peaks = [_peak_hz(channel, 16000) for channel in y.numpy()]
+    assert np.allclose(peaks, tones, atol=2), f"channel peaks {peaks} Hz, expected {tones}"
 
 
 def _write_text(path, text="this is not audio"):

@@ -106,6 +106,17 @@ def test_good_metrics_pass_and_bad_ones_fail():
      "is not the measured accuracy"),
     (lambda m: _figure(m, "random-baseline mAP (expected)").update({"value": 0.2}),
      "random-baseline figure"),
+    (lambda m: _figure(m, "random-baseline mAP (expected)").update({"unit": "dB"}),
+     "unit 'dB' is not mAP or %"),
+    (lambda m: m["ablations"].pop("AST 16x16, overlap 0"),
+     r"lacks the ablations \['AST 16x16, overlap 0'\]"),
+    (lambda m: m.update(random_map=1.5), "random baseline 1.5 is not an mAP"),
+    (lambda m: m["ablations"]["PaSST-N, patchout"].update(test_clips_per_second=0.0),
+     "PaSST-N, patchout: cost test_clips_per_second = 0.0"),
+    (lambda m: m["position_grid"].update(audio_grid=[12, 100]), "should be 12 x 101"),
+    (lambda m: m["ensembles"].update({"PaSST-N, patchout": float("nan")}),
+     "ensemble of PaSST-N, patchout: nan is not an mAP"),
+    (lambda m: m["keywords"].update(test_clips=0), "keyword results"),
 ])
 def test_figures_and_default_claims_are_checked(edit, match):
     bad = good()
@@ -135,6 +146,10 @@ def test_recipe_runs_are_checked():
     bad = with_recipe()
     bad["recipe"]["scores"][2]["train_clips"] = 400
     with pytest.raises(AssertionError, match="all the other folds"):
+        checks_02.check(bad)
+    bad = with_recipe()
+    bad["recipe"]["scores"][0]["accuracy"] = 1.5
+    with pytest.raises(AssertionError, match="recipe accuracy per evaluation"):
         checks_02.check(bad)
     bad = with_recipe()
     bad["recipe"]["value"] = 0.9

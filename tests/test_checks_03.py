@@ -54,27 +54,61 @@ def _broken(change) -> dict:
     return metrics
 
 
+def _set_mean(metrics: dict, method: str, level: str, score: str, mean: float) -> None:
+    """Change one method's mean and its figure together, so that only the rule about that mean
+    (not the figure-is-the-mean rule) can catch it."""
+    metrics["methods"][method][level][score]["mean"] = mean
+    name = f"{method}, {level} {checks_03.LABELS[score]} (mean over {len(metrics['seeds'])} seeds)"
+    (figure,) = [f for f in metrics["figures"] if f["name"] == name]
+    figure["value"] = 100 * mean
+
+
+# each bad change, and the words of the rule that must catch it
 BAD = {
-    "GAP beats GMP on the coarse ROC-AUC": lambda m: m["methods"]["gap"]["coarse"]["roc_auc"]
-    .update(mean=0.9),
-    "a method missing": lambda m: m["methods"].pop("lp"),
-    "a lambda not chosen by the search": lambda m: m["methods"]["gmp"].update(
+    "GAP beats GMP on the coarse ROC-AUC": (
+        lambda m: _set_mean(m, "gap", "coarse", "roc_auc", 0.9), "GMP .* < GAP"),
+    "a method missing": (lambda m: m["methods"].pop("lp"), "methods run"),
+    "a lambda not chosen by the search": (lambda m: m["methods"]["gmp"].update(
         {"lambda": next(lam for lam in checks_03.LAMBDAS if lam != m["methods"]["gmp"]["lambda"])}),
-    "a NaN mean": lambda m: m["methods"]["resatt"]["fine"]["f1"].update(mean=float("nan")),
-    "a fine ROC-AUC near chance": lambda m: m["methods"]["top_down"]["fine"]["roc_auc"]
-    .update(mean=0.55),
-    "a figure without its published value": lambda m: m["figures"][0].update(published=None),
-    "fewer seeds than the default run's 8": lambda m: m.update(seeds=[0, 1]),
-    "a published value from the wrong cell of Table 1": lambda m: m["figures"][1].update(
-        published=m["figures"][0]["published"]),
-    "a figure that is not the mean it names": lambda m: m["figures"][5].update(value=12.0),
-    "a figure missing": lambda m: m["figures"].pop(),
-    "a figure without weights": lambda m: m["figures"][3].update(weights=""),
-    "LP's coarse level not collapsed": lambda m: m["methods"]["lp"]["coarse"]["roc_auc"]
-    .update(mean=0.8),
-    "ResAtt's coarse level below the flat baseline's": lambda m: m["methods"]["resatt"]["coarse"]
-    ["roc_auc"].update(mean=0.7),
-    "no fine-tuned run": lambda m: m["finetuned"].update(results=[]),
+        "gmp: chosen"),
+    "a NaN mean": (lambda m: _set_mean(m, "resatt", "fine", "f1", float("nan")),
+                   "resatt fine f1 mean = nan"),
+    "a fine ROC-AUC near chance": (
+        lambda m: _set_mean(m, "top_down", "fine", "roc_auc", 0.55), "top_down: .* near chance"),
+    "a figure without its published value": (
+        lambda m: m["figures"][0].update(published=None), "published None"),
+    "fewer seeds than the default run's 8": (lambda m: m.update(seeds=[0, 1]), r"seeds \[0, 1\]"),
+    "a published value from the wrong cell of Table 1": (lambda m: m["figures"][1].update(
+        published=m["figures"][0]["published"]), "Table 1 says"),
+    "a figure that is not the mean it names": (
+        lambda m: m["figures"][5].update(value=12.0), "figure 12.0 is not the mean"),
+    "a figure missing": (lambda m: m["figures"].pop(), "41 figures, not 42"),
+    "a figure without weights": (lambda m: m["figures"][3].update(weights=""), "'weights': ''"),
+    "LP's coarse level not collapsed": (
+        lambda m: _set_mean(m, "lp", "coarse", "roc_auc", 0.8), "did not collapse"),
+    "ResAtt's coarse level below the flat baseline's": (
+        lambda m: _set_mean(m, "resatt", "coarse", "roc_auc", 0.7),
+        "resatt: .* not above the flat baseline"),
+    "no fine-tuned run": (lambda m: m["finetuned"].update(results=[]), "no fine-tuned run"),
+    "a figure under another name": (
+        lambda m: m["figures"][0].update(name="baseline, fine ROC-AUC"), "missing"),
+    "a method run on fewer seeds": (lambda m: m["methods"]["gap"].update(seeds=7),
+                                    "gap: 7 seeds, expected 8"),
+    "a lambda for the flat baseline": (lambda m: m["methods"]["baseline"].update({"lambda": 0.8}),
+                                       "the flat baseline has no lambda"),
+    "a lambda outside the grid": (lambda m: m["methods"]["gmp"].update({"lambda": 0.95}),
+                                  "gmp: lambda 0.95 not searched"),
+    "no seed spread": (lambda m: m["methods"]["gap"]["fine"]["f1"].update(std=None),
+                       "gap fine f1 std = None"),
+    "a lambda left out of the search": (lambda m: m["lambda_search"].pop(), "resatt: searched"),
+    "an inference pooling row missing": (lambda m: m["inference_pooling"].pop("mean"),
+                                         "inference pooling rows"),
+    "an inference pooling score above 1": (
+        lambda m: m["inference_pooling"]["max"].update(roc_auc=1.3), "pooling max"),
+    "a NaN reference score": (
+        lambda m: m["reference_logistic"].update(fine_roc_auc=float("nan")), "'fine_roc_auc': nan"),
+    "a fine-tuned score below 0": (
+        lambda m: m["finetuned"]["results"][0].update(coarse_f1=-0.1), "fine-tuned"),
 }
 
 
@@ -85,5 +119,6 @@ def test_good_metrics_pass_in_both_sizes():
 
 @pytest.mark.parametrize("what", list(BAD))
 def test_bad_metrics_fail(what):
-    with pytest.raises(AssertionError):
-        checks_03.check(_broken(BAD[what]))
+    change, rule = BAD[what]
+    with pytest.raises(AssertionError, match=rule):
+        checks_03.check(_broken(change))

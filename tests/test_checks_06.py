@@ -37,33 +37,59 @@ def good() -> dict:
     }
 
 
-def test_good_metrics_pass_and_bad_ones_fail():
-    checks_06.check(good())
-    bad = copy.deepcopy(good())
+def _set(path: str, value) -> callable:
+    """A change that sets ``metrics[k1][k2]...`` (keys split on '/'; digits index lists)."""
+    def change(metrics: dict) -> None:
+        *parents, last = [int(k) if k.isdigit() else k for k in path.split("/")]
+        for key in parents:
+            metrics = metrics[key]
+        metrics[last] = value
+    return change
+
+
+# each bad change, and the words of the rule that must catch it (in smoke and default runs)
+BAD = {
+    "no label space": (_set("label_spaces", []), "names no label space"),
+    "a near-class figure missing": (lambda m: m["figures"].pop(0), "ZS mAP, glove, near"),
+    "a distant-class mAP above 1": (_set("figures/1/value", 1.5), "ZS mAP, glove, distant"),
+    "a NaN random mAP": (_set("figures/6/value", float("nan")), "minilm: random mAP nan"),
+    "Pearson r outside its interval": (_set("proximity/glove/r", 0.9), r"glove: Pearson r \{'r': 0.9"),
+    "a Pearson r figure that is not the measured r": (
+        _set("figures/3/value", 0.3), "glove: Pearson r figure 0.3 is not the measured 0.2"),
+    "a separation that is not within - between": (
+        _set("family_separation/minilm/separation", 0.5), "'separation': 0.5"),
+    "an explorer precision above 1": (_set("explorer/precision/glove", 1.2),
+                                      "glove: explorer precision 1.2 is not a rate"),
+    "an explorer with no result": (_set("explorer/results", 0), "explorer returned no clip"),
+    "an explorer trained on its query's classes": (_set("explorer/held_out", []), "not zero-shot"),
+    "an explorer ranking training clips": (_set("explorer/split", "all"), "not zero-shot"),
+    "unranked search results": (lambda m: m["search"]["results"].reverse(), "unranked"),
+    "an empty fold explorer": (_set("fold_explorer/classes", []), "fold explorer"),
+}
+
+
+@pytest.mark.parametrize("what", list(BAD))
+@pytest.mark.parametrize("smoke", [False, True])
+def test_bad_metrics_fail(what, smoke):
+    metrics = good()
+    checks_06.check(copy.deepcopy(metrics))
+    metrics["smoke"] = smoke
+    change, rule = BAD[what]
+    change(metrics)
+    with pytest.raises(AssertionError, match=rule):
+        checks_06.check(metrics)
+
+
+def test_the_default_run_claims_fail_only_outside_smoke_runs():
+    bad = good()
     bad["figures"][0]["value"] = 0.1  # glove near below random
-    with pytest.raises(AssertionError, match="near held-out mAP"):
+    with pytest.raises(AssertionError, match="glove: near held-out mAP 0.100 <= random 0.200"):
         checks_06.check(bad)
     bad["smoke"] = True  # a smoke run is too small for that claim
     checks_06.check(bad)
-    bad = copy.deepcopy(good())
+    bad = good()
     bad["family_separation"]["minilm"] = {"within": 0.2, "between": 0.3, "separation": -0.1}
-    with pytest.raises(AssertionError, match="closer within families"):
+    with pytest.raises(AssertionError, match="minilm: instruments are not closer within families"):
         checks_06.check(bad)
-    bad = copy.deepcopy(good())
-    bad["proximity"]["glove"]["r"] = 0.9  # outside its interval
-    with pytest.raises(AssertionError, match="Pearson r"):
-        checks_06.check(bad)
-    bad = copy.deepcopy(good())
-    bad["search"]["results"].reverse()
-    with pytest.raises(AssertionError, match="unranked"):
-        checks_06.check(bad)
-    bad = copy.deepcopy(good())
-    bad["fold_explorer"]["classes"] = []
-    with pytest.raises(AssertionError, match="fold explorer"):
-        checks_06.check(bad)
-    for field, value in (("held_out", []), ("split", "all")):
-        bad = copy.deepcopy(good())
-        bad["explorer"][field] = value  # trained on the query's classes, or ranking training clips
-        bad["smoke"] = True
-        with pytest.raises(AssertionError, match="not zero-shot"):
-            checks_06.check(bad)
+    bad["smoke"] = True
+    checks_06.check(bad)

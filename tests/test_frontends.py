@@ -241,15 +241,33 @@ def test_batched_equals_per_example_and_finite(module):
         assert torch.allclose(out[i : i + 1], one, atol=1e-5), f"example {i}: batched != single"
 
 
+def _stft_frames(num_samples: int, win: int, hop: int, center: bool) -> int:
+    """The textbook STFT frame count: centred frames start every hop (librosa's ``1 + n // hop``);
+    uncentred ones must fit a whole window."""
+    return 1 + num_samples // hop if center else 1 + (num_samples - win) // hop
+
+
 def test_layouts_and_frame_counts():
+    g = torch.Generator().manual_seed(0)
     for name in LOGMEL_PRESETS:
         cfg = LogMelConfig.preset(name)
+        module = LogMel(cfg)
         for n in (cfg.n_fft + 1, cfg.sample_rate, cfg.sample_rate + 123):
-            out = LogMel(cfg)(torch.zeros(2, 3, n))
-            assert out.shape == (2, 3, cfg.n_mels, cfg.num_frames(n)), f"{name}, T={n}: {out.shape}"
-    lin = LinearSpectrogramConfig()
-    out = LinearSpectrogram(lin)(torch.zeros(5000))
-    assert out.shape == (lin.n_freqs, lin.num_frames(5000)), f"linear spectrogram shape {out.shape}"
+            frames = _stft_frames(n - (cfg.preemphasis > 0), cfg.win, cfg.hop_length, cfg.center)
+            assert cfg.num_frames(n) == frames, f"{name}, T={n}: num_frames {cfg.num_frames(n)}"
+            out = module(torch.zeros(2, 3, n))
+            assert out.shape == (2, 3, cfg.n_mels, frames), f"{name}, T={n}: {out.shape}"
+        # (..., T) layouts: each leading index holds the features of its own waveform
+        x = torch.randn(2, 3, cfg.n_fft + 1, generator=g) * 0.1
+        out = module(x)
+        for i, j in ((0, 0), (0, 2), (1, 0), (1, 2)):
+            torch.testing.assert_close(out[i, j], module(x[i, j]), atol=1e-5, rtol=0,
+                                       msg=f"{name}: features of x[{i}, {j}] mixed up")
+    for lin in (LinearSpectrogramConfig(), LinearSpectrogramConfig(center=False, win_length=800)):
+        out = LinearSpectrogram(lin)(torch.zeros(5000))
+        frames = _stft_frames(5000, lin.win, lin.hop_length, lin.center)
+        assert lin.num_frames(5000) == frames and out.shape == (lin.n_freqs, frames), (
+            f"linear spectrogram (center={lin.center}) shape {out.shape}, expected {frames} frames")
 
 
 def test_linear_spectrogram_matches_librosa_stft():

@@ -217,3 +217,5 @@ def test_check_quickstart_can_fail():
         check_quickstart({"figures": [fig("zero-shot mAP, GloVe", 0.25, full), *baselines]})
     with pytest.raises(AssertionError, match="no random-baseline"):
         check_quickstart({"figures": [fig("zero-shot mAP, GloVe", 0.25, full)]})
+    with pytest.raises(AssertionError, match="reports no zero-shot mAP figure"):
+        check_quickstart({"figures": baselines})

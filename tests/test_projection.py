@@ -52,9 +52,18 @@ def test_every_parameter_gets_a_gradient():
 
 @pytest.mark.parametrize("norm, cls", [("batchnorm", nn.BatchNorm1d), ("none", nn.Identity)])
 def test_other_input_norms(norm, cls):
-    head = ProjectionHead(8, 2, ProjectionConfig(hidden_dim=4, input_norm=norm))
+    torch.manual_seed(0)
+    head = ProjectionHead(8, 2, ProjectionConfig(hidden_dim=4, input_norm=norm, dropout=0.0))
     assert isinstance(head.norm, cls), f"input_norm={norm!r} should build {cls.__name__}"
-    assert head(torch.randn(3, 8)).shape == (3, 2)
+    x = torch.randn(6, 8)
+    if norm == "batchnorm":  # batch statistics remove a per-feature scale and offset
+        shifted = x * 3.0 + torch.arange(8.0)
+        torch.testing.assert_close(head.train()(shifted), head(x), atol=1e-4, rtol=0,
+                                   msg="batchnorm did not normalise each input feature")
+    else:  # no normalisation: Linear-GELU-Linear on the raw input
+        h = torch.nn.functional.gelu(x @ head.hidden.weight.T + head.hidden.bias)
+        torch.testing.assert_close(head.eval()(x), h @ head.out.weight.T + head.out.bias,
+                                   msg="input_norm='none' changed the input")
 
 
 @pytest.mark.parametrize("kwargs, match", [

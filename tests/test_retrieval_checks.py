@@ -80,6 +80,10 @@ def test_check_04_passes_good_metrics_and_fails_bad_ones():
         small["retrieval"][run]["text_to_audio"] = _rates(0.15, 0.8, 0.9, 0.45)
     with pytest.raises(AssertionError, match="R@1 0.150 is less than 3.0x"):
         checks_04.check(small)
+    for run in checks_04.RUNS:  # R@1 well above chance, but R@10 at or below chance
+        small["retrieval"][run]["text_to_audio"] = _rates(0.25, 0.5, 0.6, 0.45)
+    with pytest.raises(AssertionError, match="R@10 0.600 is not above chance 0.667"):
+        checks_04.check(small)
 
 
 def _figure(metrics, name):
@@ -99,6 +103,12 @@ def _figure(metrics, name):
     (lambda m: m["retrieval"]["augmentation off"]["audio_to_text"].update({"R@10": 70.0}),
      "not a rate"),
     (lambda m: m.update(zero_shot={}), "no zero-shot comparison"),
+    (lambda m: m["retrieval"].pop("augmentation on"), "runs .* expected"),
+    (lambda m: m["retrieval"]["augmentation off"]["text_to_audio"].update({"mAP@10": 0.015}),
+     "augmentation off: text->audio mAP@10 0.015 is less than twice chance"),
+    (lambda m: m["retrieval"]["augmentation on"]["audio_to_text"].update({"R@1": 0.005}),
+     "augmentation on: audio->text R@1 0.005 is less than 3.0x chance"),
+    (lambda m: m["ablations"][CONTROL].update(what=""), "no statement of what produced it"),
 ])
 def test_check_04_fails_on_bad_figures_and_rates(change, match):
     bad = _metrics_04()
@@ -200,5 +210,25 @@ def test_check_05_passes_good_metrics_and_fails_bad_ones():
         checks_05.check(bad)
     bad = _metrics_05(smoke=True)
     bad["figures"][0]["published"] = 0.0294  # ViT's row beside an EfficientNet run
-    with pytest.raises(AssertionError):
+    with pytest.raises(AssertionError, match=r"0\.0294, 'ResNet \(Baseline\)'"):
+        checks_05.check(bad)
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda m: m["retrieval"].pop("random init, projection only"), "runs .* expected"),
+    (lambda m: m["cost"].pop("random init, projection only"), "runs .* expected"),
+    (lambda m: m["retrieval"]["random init, projection only"].pop("audio_to_text"),
+     r"\('random init, projection only', \['text_to_audio'\]\)"),
+    (lambda m: m["cost"]["random init, projection only"].update(seconds_per_epoch=0.0),
+     "'seconds_per_epoch': 0.0"),
+    (lambda m: m["cost"]["random init, projection only"].update(epochs=0), "'epochs': 0"),
+    (lambda m: m["figures"].pop(),
+     "figure 'text->audio R@10, audio-pretrained, projection only' missing"),
+    (lambda m: m["figures"][1].update(value=0.2), "'value': 0.2"),  # mAP@10 in %, not a rate
+])
+def test_check_05_fails_on_bad_runs_costs_and_figures(change, match):
+    bad = _metrics_05(smoke=True)
+    checks_05.check(copy.deepcopy(bad))
+    change(bad)
+    with pytest.raises(AssertionError, match=match):
         checks_05.check(bad)

@@ -532,11 +532,22 @@ def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(read_every, tmp_path
     )
 
 
+class _Unpicklable:
+    """Fails ``torch.save`` half-way with its own error, so a test can tell that failure apart
+    from any other."""
+
+    class Error(RuntimeError):
+        pass
+
+    def __reduce__(self):
+        raise self.Error("this object refuses to be saved")
+
+
 def test_atomic_save_failure_keeps_the_previous_file(tmp_path):
     path = tmp_path / "state.pt"
     atomic_save({"a": torch.ones(3)}, path)
-    with pytest.raises(Exception):  # noqa: B017 - a lambda cannot be pickled
-        atomic_save({"a": lambda: 0}, path)
+    with pytest.raises(_Unpicklable.Error, match="refuses to be saved"):
+        atomic_save({"a": torch.zeros(3), "b": _Unpicklable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(3)), (
         "previous file damaged"
     )

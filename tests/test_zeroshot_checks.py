@@ -98,6 +98,11 @@ def test_a_good_default_run_passes():
     (lambda m: m["figures"].pop(), "no figure 'random-baseline"),
     (lambda m: m["figures"].remove(_figure(m, "Pearson r, AP gain vs proximity, glove")),
      "no figure 'Pearson r"),
+    (lambda m: _figure(m, "Pearson r, AP gain vs proximity, glove").update({"value": 1.5}),
+     "r = 1.5"),
+    (lambda m: m["figures"].remove(_figure(m, "supervised upper bound mAP, minilm, all classes")),
+     "no figure 'supervised upper bound mAP, minilm"),
+    (lambda m: m["upper_bound"]["glove"].update({"all classes": 1.5}), "'all classes': 1.5"),
 ])
 def test_bad_default_metrics_fail(edit, match):
     bad = copy.deepcopy(metrics())
@@ -112,7 +117,7 @@ def test_smoke_runs_are_checked_for_shape_only():
     checks_01.check(below_random)  # 15 test clips: zero-shot vs random is noise there
     broken = metrics(smoke=True)
     broken["folds"]["glove"]["mean"]["mAP"] = float("nan")
-    with pytest.raises(AssertionError, match="glove, mean"):
+    with pytest.raises(AssertionError, match=r"glove, mean: \{'mAP': nan"):
         checks_01.check(broken)
     no_figures = metrics(smoke=True)
     no_figures["figures"] = []  # a smoke run still reports its figures

@@ -296,7 +296,7 @@ def test_pearson_with_ci_closed_form():
     slope = np.cov(x, y)[0, 1] / np.var(x, ddof=1)  # least squares in closed form
     assert res["slope"] == pytest.approx(slope)
     assert res["intercept"] == pytest.approx(y.mean() - slope * x.mean())
-    with pytest.raises(Exception, match="at least 4"):
+    with pytest.raises(DataError, match="at least 4 finite pairs, got 2"):
         pearson_with_ci([1, 2, np.nan], [1, 2, 3])
 
 
@@ -462,7 +462,7 @@ def test_errors(run):
     data, enc = make_data(40)
     with pytest.raises(ConfigError, match="unique"):
         evaluate(data, [supervised_condition(data)] * 2, {"t": enc}, CFG)
-    with pytest.raises(Exception, match="same clips"):
+    with pytest.raises(DataError, match="same clips"):
         TaggingData(data.embeddings[:5], data.labels, data.splits, CLASSES, CLASSES)
     repeated = CLASSES[:3] + ["strings0"] + CLASSES[4:]
     with pytest.raises(DataError, match=r"class ids \['strings0'\] appear more than once"):
