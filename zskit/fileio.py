@@ -23,7 +23,8 @@ from filelock import FileLock
 
 from zskit.errors import ConfigError, DataError
 
-__all__ = ["atomic_write", "file_digests", "file_sha256", "process_lock", "write_json"]
+__all__ = ["atomic_write", "file_digests", "file_sha256", "load_cache_file", "process_lock",
+           "write_json"]
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +81,22 @@ def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 2,
     with atomic_write(path, "w") as fh:
         fh.write(text)
     return Path(path)
+
+
+def load_cache_file(path: str | os.PathLike) -> Any:
+    """``torch.load(path, weights_only=True)`` of a cache file zskit wrote; a damaged or foreign
+    file (a copy cut short, another program's file under that name) raises :class:`DataError`
+    telling the user to delete it, so that the next run computes it again."""
+    import torch  # fileio itself stays importable without torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
+        # only the type: torch's text for a failed weights-only load suggests weights_only=False
+        raise DataError(f"cache file {path} could not be read ({type(err).__name__}; the cause "
+                        "is chained below); delete it and run again to recompute it.") from err
 
 
 def file_digests(path: str | os.PathLike,

@@ -85,7 +85,11 @@ def read_metrics(path: str | os.PathLike) -> dict[str, Any]:
         p = p / METRICS_FILE
     if not p.is_file():
         raise NotebookError(f"{p} does not exist: the notebook did not write its metrics. Run it again and read its error.")
-    data = json.loads(p.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError, or bytes that are not UTF-8
+        raise NotebookError(f"{p} is not valid JSON ({err}): the notebook was cut off while "
+                            "writing it, or it is not a metrics file. Run the notebook again.") from err
     if not isinstance(data, dict) or not isinstance(data.get("figures"), list):
         raise NotebookError(f"{p} has no 'figures' list; write it with zskit.report.write_metrics().")
     for i, figure in enumerate(data["figures"]):

@@ -195,7 +195,8 @@ def per_class_ap_figure(
     """
     a = to_numpy(ap).astype(np.float64)
     if a.shape != (len(class_names),):
-        raise ConfigError(f"ap has shape {a.shape} but there are {len(class_names)} class names.")
+        raise ConfigError(f"ap has shape {a.shape} but there are {len(class_names)} class names; "
+                          "pass one AP per class name, in the same order.")
     class_names = _axis_names("class_names", class_names, len(a))
     r = None if random_ap is None else to_numpy(random_ap).astype(np.float64)
     if r is not None and r.shape != a.shape:

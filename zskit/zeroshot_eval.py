@@ -141,9 +141,11 @@ class TaggingData:
             raise DataError(f"labels have {c} columns but {len(self.classes)} class ids and "
                             f"{len(self.names)} names were given; pass one of each per column.")
         if self.mask is not None and np.shape(self.mask) != (n, c):
-            raise DataError(f"mask has shape {np.shape(self.mask)}, labels {(n, c)}.")
+            raise DataError(f"mask has shape {np.shape(self.mask)}, labels {(n, c)}; pass a mask of "
+                            "the labels' shape (True where a label is known) or None.")
         if self.groups is not None and len(self.groups) != c:
-            raise DataError(f"groups names {len(self.groups)} categories for {c} classes.")
+            raise DataError(f"groups names {len(self.groups)} categories for {c} classes; pass "
+                            "one group per label column, or None.")
         repeated = sorted({k for k in self.classes if self.classes.count(k) > 1})
         if repeated:  # index() could only ever reach the last column of each
             raise DataError(f"class ids {repeated[:10]} appear more than once; give every label "

@@ -21,11 +21,11 @@ import torchaudio
 from torch import nn
 from tqdm.auto import tqdm
 
-from zskit.audio.io import audio_info, check_samples, load_audio
+from zskit.audio.io import audio_info, check_samples, decode_error, load_audio
 from zskit.audio.segments import center_pad
 from zskit.devices import module_device
-from zskit.errors import AudioLoadError, ConfigError
-from zskit.fileio import atomic_write
+from zskit.errors import ConfigError
+from zskit.fileio import atomic_write, load_cache_file
 
 __all__ = ["clip_features", "resampler"]
 
@@ -56,7 +56,7 @@ def clip_features(paths: Sequence[str | os.PathLike], frontend: nn.Module, sampl
     if cache_dir is not None:
         cache = Path(cache_dir) / f"{_cache_key(paths, frontend, sample_rate, seconds)}.pt"
         if cache.is_file():
-            return torch.load(cache, weights_only=True)
+            return load_cache_file(cache)
     frontend = frontend.eval()
     device = module_device(frontend) or torch.device("cpu")
 
@@ -128,7 +128,7 @@ def _middle(path: str | os.PathLike, seconds: float) -> tuple[torch.Tensor, int]
         data, rate = sf.read(str(path), start=(info.frames - need) // 2, frames=need,
                              dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as err:
-        raise AudioLoadError(f"could not decode {path}: {err}") from err
+        raise decode_error(Path(path), err) from err
     check_samples(Path(path), data)  # as load_audio: no silent zeros or NaN features
     # mono in numpy: a torch reduction over this (1, T) view costs ~10x more on a busy CPU
     return torch.from_numpy(data.mean(axis=1, dtype="float32")), int(rate)

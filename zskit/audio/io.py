@@ -19,7 +19,8 @@ import torchaudio
 from zskit.errors import AudioLoadError, ConfigError
 from zskit.fileio import atomic_write
 
-__all__ = ["SAVE_FORMATS", "AudioInfo", "audio_info", "check_samples", "load_audio", "save_audio"]
+__all__ = ["SAVE_FORMATS", "AudioInfo", "audio_info", "check_samples", "decode_error", "load_audio",
+           "save_audio"]
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def _check_file(path: Path) -> None:
         raise AudioLoadError(f"{path} is a directory, not an audio file; pass the path of a file in it.")
 
 
-def _decode_error(path: Path, err: Exception) -> AudioLoadError:
+def decode_error(path: Path, err: Exception) -> AudioLoadError:
+    """The error for a file libsndfile could not decode (``err``), saying how to fix the file."""
     return AudioLoadError(
         f"could not decode {path} ({err}). The file is corrupt, truncated or not audio that "
         "libsndfile reads (wav, flac, ogg, mp3): re-download or re-generate it, or convert it to wav."
@@ -73,7 +75,7 @@ def audio_info(path: str | os.PathLike) -> AudioInfo:
     try:
         info = sf.info(str(path))
     except (sf.SoundFileError, RuntimeError) as err:
-        raise _decode_error(path, err) from err
+        raise decode_error(path, err) from err
     return AudioInfo(frames=int(info.frames), sample_rate=int(info.samplerate),
                      channels=int(info.channels))
 
@@ -90,7 +92,7 @@ def load_audio(path: str | os.PathLike, sample_rate: int, mono: bool = True) -> 
     try:
         data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError) as err:
-        raise _decode_error(path, err) from err
+        raise decode_error(path, err) from err
     check_samples(path, data)
     wav = torch.from_numpy(np.ascontiguousarray(data.T))  # (C, T)
     if mono:

@@ -28,6 +28,7 @@ from zskit.data.prepare import (
     check_missing_policy,
     corpus_root,
     index_audio_files,
+    read_csv_file,
     report_missing_audio,
     write_caption_corpus,
 )
@@ -92,7 +93,8 @@ def read_audiocaps_csv(path: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise DataError(f"{path} does not exist; run download_audiocaps() or copy the AudioCaps "
                         "CSV files there.")
-    df = pd.read_csv(path, dtype={"audiocap_id": str, "youtube_id": str}, keep_default_na=False)
+    df = read_csv_file(path, "delete it and run download_audiocaps() again",
+                       dtype={"audiocap_id": str, "youtube_id": str}, keep_default_na=False)
     missing = [c for c in _COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"{path} lacks the AudioCaps columns {missing} (has {list(df.columns)}); "

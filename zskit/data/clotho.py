@@ -35,6 +35,7 @@ from zskit.data.prepare import (
     check_missing_policy,
     corpus_root,
     index_audio_files,
+    read_csv_file,
     report_missing_audio,
     write_caption_corpus,
 )
@@ -154,13 +155,17 @@ def download_clotho(target_dir: str | os.PathLike | None = None,
 
 def read_clotho_csv(path: str | os.PathLike) -> pd.DataFrame:
     """A Clotho CSV as text columns (UTF-8, or ISO-8859-1 as the v2 metadata files are encoded)."""
-    raw = Path(path).read_bytes()
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path} does not exist; run download_clotho() or copy the Clotho CSV "
+                        "files there.") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         text = raw.decode("iso-8859-1")
-    return pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False,
-                       quoting=csv.QUOTE_MINIMAL)
+    return read_csv_file(path, "delete it and run download_clotho() again", io.StringIO(text),
+                         dtype=str, keep_default_na=False, quoting=csv.QUOTE_MINIMAL)
 
 
 def _csv_path(root: Path, name: str) -> Path | None:

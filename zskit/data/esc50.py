@@ -139,7 +139,8 @@ def read_esc50_meta(path: str | os.PathLike) -> pd.DataFrame:
                         "not ESC-50's meta file.")
     unknown = sorted(set(df["category"]) - set(ESC50_CLASSES))
     if unknown:
-        raise DataError(f"{path} names classes ESC-50 does not have: {unknown[:5]}.")
+        raise DataError(f"{path} names classes ESC-50 does not have: {unknown[:5]}; it is not "
+                        "ESC-50's meta file. Download ESC-50 again (download_esc50).")
     wrong = df[df["target"] != df["category"].map(ESC50_CLASSES.index)]
     if len(wrong):
         row = wrong.iloc[0]

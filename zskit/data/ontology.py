@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from zskit._arrays import to_numpy
-from zskit.data.prepare import read_json_file
+from zskit.data.prepare import read_csv_file, read_json_file
 from zskit.errors import ConfigError, DataError
 from zskit.paths import project_root
 
@@ -360,7 +360,8 @@ def read_overlap_list(
     if not path.is_file():
         raise DataError(f"Overlap list {path} does not exist; use one of {sorted(OVERLAP_LISTS)} "
                         "or the path of a CSV with columns target, mid, name, relation.")
-    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df = read_csv_file(path, "see data/exclusions/README.md for the format (columns target, mid, "
+                       "name, relation)", dtype=str, keep_default_na=False)
     missing = {"target", "mid", "name", "relation"} - set(df.columns)
     if missing:
         raise DataError(f"Overlap list {path} lacks the columns {sorted(missing)}; see "

@@ -132,6 +132,9 @@ def read_class_map(corpus_dir: str | os.PathLike) -> list[str]:
                         "it again.") from None
     except json.JSONDecodeError as err:
         raise DataError(f"{path} is not valid JSON ({err}); download the data set again.") from None
+    if not isinstance(mapping, dict):
+        raise DataError(f"{path} holds a {type(mapping).__name__}, not OpenMIC's class map "
+                        "(an object: class name -> column); download the data set again.")
     if sorted(mapping.values()) != list(range(len(mapping))):
         raise DataError(f"{path} must map each class to a distinct column 0..{len(mapping) - 1}; "
                         f"found {sorted(mapping.values())}.")

@@ -36,6 +36,7 @@ __all__ = [
     "check_missing_policy",
     "corpus_root",
     "index_audio_files",
+    "read_csv_file",
     "read_json_file",
     "report_missing_audio",
     "write_caption_corpus",
@@ -81,6 +82,18 @@ def read_json_file(path: str | os.PathLike, missing_hint: str,
         raise DataError(f"{path} does not exist; {missing_hint}.") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise DataError(f"{path} is not valid JSON ({err}); {invalid_hint}.") from None
+
+
+def read_csv_file(path: str | os.PathLike, invalid_hint: str, source: Any = None,
+                  **read_csv_kwargs: Any) -> pd.DataFrame:
+    """``pd.read_csv(source or path, **read_csv_kwargs)``; an empty or malformed file (pandas'
+    EmptyDataError, ParserError, a bad encoding) raises :class:`DataError` naming ``path`` and
+    ending in ``invalid_hint``. ``source`` is an already-decoded buffer of ``path``, if any."""
+    try:
+        return pd.read_csv(path if source is None else source, **read_csv_kwargs)
+    except ValueError as err:  # EmptyDataError and ParserError are ValueErrors, as is bad UTF-8
+        raise DataError(f"{path} is not a readable CSV ({type(err).__name__}: {err}); "
+                        f"{invalid_hint}.") from err
 
 
 def audio_files(audio_dir: str | os.PathLike,

@@ -138,7 +138,8 @@ def prepare_speech_commands(corpus_dir: str | os.PathLike,
     for word in words:
         files = sorted((root / word).glob("*.wav"))
         if not files:
-            raise DataError(f"{root / word} holds no .wav files; the folder is incomplete.")
+            raise DataError(f"{root / word} holds no .wav files; the folder is incomplete. Run "
+                            "download_speech_commands() (or synthesize_keywords()) again.")
         for f in files:
             rel = f"{word}/{f.name}"
             split = "validation" if rel in validation else "test" if rel in testing else "train"

@@ -88,7 +88,8 @@ def _class_indices(items: Iterable[str | int], classes: Sequence[str] | None, n:
     for item in items:
         if isinstance(item, (int, np.integer)) and not isinstance(item, bool):
             if not 0 <= item < n:
-                raise ConfigError(f"{what} index {item} is out of range for {n} classes.")
+                raise ConfigError(f"{what} index {item} is out of range for {n} classes; pass "
+                                  f"indices 0..{n - 1} or class names.")
             out.append(int(item))
         elif classes is None:
             raise ConfigError(f"{what} names a class ({item!r}) but no `classes` were given; "

@@ -54,6 +54,7 @@ from zskit.audio.io import load_audio
 from zskit.audio.segments import pad_batch, random_crop, segment
 from zskit.data.manifest import split_list
 from zskit.errors import ConfigError, DataError
+from zskit.fileio import load_cache_file
 from zskit.losses import info_nce
 from zskit.metrics import retrieval_metrics_both
 from zskit.text_augment import CaptionSwap, TextNoise
@@ -646,7 +647,7 @@ class RetrievalPairs(torch.utils.data.Dataset):
         digest = hashlib.sha256("\0".join(self.texts).encode()).hexdigest()
         path = None if cache is None else Path(cache)
         if path is not None and path.is_file():
-            stored = torch.load(path, weights_only=True)
+            stored = load_cache_file(path)
             if stored.get("texts_sha256") == digest:
                 self.text_embeddings = stored["embeddings"]
                 return self

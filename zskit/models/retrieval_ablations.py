@@ -42,7 +42,7 @@ from zskit.cache import files_digest, state_dict_digest
 from zskit.devices import module_device
 from zskit.encoders.audio.passt import PaSST, PaSSTConfig
 from zskit.errors import ConfigError, DataError
-from zskit.fileio import atomic_write
+from zskit.fileio import atomic_write, load_cache_file
 from zskit.models.dual_encoder import (
     DualEncoder,
     RetrievalPairs,
@@ -113,7 +113,7 @@ def yamnet_stems(encoder: nn.Module, paths: Sequence[str | Path], keep_last: int
     path = (Path(cache_dir or data_root() / "cache" / "yamnet_stems")
             / f"{_stem_key(encoder, files, keep_last, crop_patches, seed)}.pt")
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        return load_cache_file(path)
     cfg = encoder.cfg
     rate = int(cfg.sample_rate)
     counts = [cfg.num_patches(round(audio_info(f).duration * rate)) for f in files]

@@ -50,7 +50,7 @@ from zskit.audio.segments import pad_batch
 from zskit.cache import files_digest
 from zskit.devices import module_device
 from zskit.errors import ConfigError, DataError
-from zskit.fileio import atomic_write
+from zskit.fileio import atomic_write, load_cache_file
 from zskit.models.dual_encoder import (
     DualEncoder,
     RetrievalPairs,
@@ -101,7 +101,7 @@ def spectrogram_images(encoder: nn.Module, paths: Sequence[str | os.PathLike], *
                           digest_size=12).hexdigest()
     path = Path(cache_dir or data_root() / "cache" / "images") / f"{key}.pt"
     if path.is_file():
-        return torch.load(path, weights_only=True)
+        return load_cache_file(path)
     rate = int(encoder.sample_rate)
     device = module_device(encoder) or torch.device("cpu")
     parts = []

@@ -69,7 +69,8 @@ def balanced_weights(labels: Any) -> np.ndarray:
     inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
     weights = y @ inverse
     if not weights.sum() > 0:
-        raise DataError("no clip has a positive label; balanced sampling has nothing to draw.")
+        raise DataError("no clip has a positive label; balanced sampling has nothing to draw. "
+                        "Check the labels (multi-hot, 1 = present) or use an unbalanced loader.")
     return weights
 
 
