@@ -266,6 +266,9 @@ def test_embed_texts_cache_file_is_reused_only_for_the_same_texts(tmp_path):
     assert torch.equal(first.text_embeddings, again.text_embeddings)
     RetrievalPairs(torch.zeros(2, 4), [["a", "b"], ["other"]]).embed_texts(encode, cache=cache)
     assert calls == [3, 3], "other texts are embedded again"
+    torch.save([1, 2, 3], cache)  # a readable file of another kind at the cache's path
+    RetrievalPairs(torch.zeros(2, 4), [["a", "b"], ["c"]]).embed_texts(encode, cache=cache)
+    assert calls == [3, 3, 3], "a file that is not a text cache is replaced, not crashed on"
 
 
 def test_concat_and_corpus_pairs(tmp_path):

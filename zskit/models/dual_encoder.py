@@ -648,7 +648,7 @@ class RetrievalPairs(torch.utils.data.Dataset):
         path = None if cache is None else Path(cache)
         if path is not None and path.is_file():
             stored = load_cache_file(path)
-            if stored.get("texts_sha256") == digest:
+            if isinstance(stored, dict) and stored.get("texts_sha256") == digest:
                 self.text_embeddings = stored["embeddings"]
                 return self
             log.info("%s holds embeddings of other texts; computing them again", path)
