@@ -90,7 +90,8 @@ def _topk_lowest_rows(block: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
 
     Which of several equal scores ``torch.topk`` keeps is unspecified (it differs with the block
     and the device), so duplicate clips or captions would make the results, and metrics computed
-    from them, depend on the batch size; FAISS keeps the lowest rows, and so does this.
+    from them, depend on the batch size; this keeps the lowest rows, and so does
+    :meth:`EmbeddingIndex.search` with FAISS (ties at the k-th place are redone with torch).
     """
     s, i = torch.topk(block, min(k + 1, block.shape[1]), dim=1)  # one more: is the k-th shared?
     cut = s[:, k] == s[:, k - 1] if s.shape[1] > k else torch.zeros(len(s), dtype=torch.bool)

@@ -45,6 +45,7 @@ from zskit.data.manifest import (
     write_json,
     write_manifest,
 )
+from zskit.data.prepare import corpus_root
 from zskit.errors import ConfigError, DataError, require
 from zskit.paths import data_root
 
@@ -107,8 +108,7 @@ def download_speech_commands(target_dir: str | os.PathLike | None = None, *,
                              progress: bool = True) -> Path:
     """Download and unpack Speech Commands V2 under ``target_dir`` (default
     ``data_root()/speech_commands``); returns the folder holding the word folders. Safe to re-run."""
-    target = (Path(target_dir).expanduser() if target_dir is not None
-              else data_root() / "speech_commands")
+    target = corpus_root(target_dir, "speech_commands")
     return download_and_extract(remote, target / "extracted", archive_dir=target, progress=progress)
 
 

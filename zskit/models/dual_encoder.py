@@ -51,7 +51,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zskit.audio.io import load_audio
-from zskit.audio.segments import pad_batch, random_crop, segment
+from zskit.audio.segments import pad_batch, random_crop, segment, segment_count
 from zskit.data.manifest import split_list
 from zskit.errors import ConfigError, DataError
 from zskit.fileio import load_cache_file
@@ -239,9 +239,9 @@ def segment_average(encoder: nn.Module, waveforms: torch.Tensor, lengths: torch.
     segs, _ = segment(waveforms, segment_samples, hop)  # (B, S, L)
     starts = torch.arange(segs.shape[1]) * hop
     real = (lengths[:, None] - starts[None, :]).clamp(0, segment_samples)  # (B, S)
-    # segment i belongs to a clip of length L when i < 1 + ceil((L - segment) / hop)
-    used = starts[None, :] + (segment_samples - hop) < lengths[:, None]
-    used[:, 0] = True  # a clip no longer than one segment (or empty) gets its first segment
+    # each clip uses the segments segment() would cut from it alone (its first one at least)
+    counts = torch.tensor([segment_count(k, segment_samples, hop) for k in lengths.tolist()])
+    used = torch.arange(segs.shape[1])[None, :] < counts[:, None]
     owner = torch.arange(b)[:, None].expand_as(used)[used]
     rows = used.reshape(-1).nonzero().squeeze(1)  # the used segments, clip by clip
     emb = encoder(segs.reshape(-1, segs.shape[-1]).index_select(0, rows.to(device)),
@@ -796,8 +796,8 @@ def clip_recordings(corpus: Any) -> list[str]:
             out.append(f"freesound:{sound_id}")
         elif youtube_id:
             out.append(f"youtube:{youtube_id}")
-        elif source == "FreeSound" and _manifest_id(stem, numeric=True):
-            out.append(f"freesound:{_manifest_id(stem, numeric=True)}")
+        elif source == "FreeSound" and (numeric_id := _manifest_id(stem, numeric=True)):
+            out.append(f"freesound:{numeric_id}")
         else:
             out.append(f"youtube:{match.group(1)}" if match else "")
     return out
