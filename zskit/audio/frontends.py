@@ -600,8 +600,7 @@ class KaldiFbank(nn.Module):
         out = self._fbank(x)
         if lengths is not None:  # frames are computed frame by frame, so those inside a clip do
             # not see the padding; zero (log domain) those past each clip's end
-            ends = torch.tensor([self.num_frames(max(int(n), cfg.frame_length))
-                                 for n in lengths.tolist()], device=out.device)
+            ends = self.clip_frames(lengths).to(out.device)
             past = torch.arange(out.shape[1], device=out.device)[None, :] >= ends[:, None]
             out = out.masked_fill_(past[..., None], 0.0)
         target = frames if cfg.target_length is None else cfg.target_length
@@ -643,6 +642,12 @@ class KaldiFbank(nn.Module):
     def num_frames(self, num_samples: int) -> int:
         """Frames before padding/cutting (Kaldi ``snip_edges``)."""
         return max(0, 1 + (num_samples - self.cfg.frame_length) // self.shift)
+
+    def clip_frames(self, lengths: torch.Tensor) -> torch.Tensor:
+        """The real frames of each clip of ``lengths`` samples (an int64 CPU tensor): a clip
+        shorter than one frame is zero-padded to one, so it has one real frame, not none."""
+        frame = self.cfg.frame_length
+        return torch.tensor([self.num_frames(max(int(n), frame)) for n in lengths.tolist()])
 
     def extra_repr(self) -> str:
         c = self.cfg

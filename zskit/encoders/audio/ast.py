@@ -214,10 +214,7 @@ class ASTEncoder(AudioEncoder):
             x = F.pad(x, (0, self.cfg.frontend.frame_length - x.shape[-1]))
         out = self.forward_fbank(self.features(x, lengths))
         n = torch.full((x.shape[0],), x.shape[-1]) if lengths is None else lengths
-        # a clip shorter than one frame is zero-padded to it (as above, and as the front end
-        # does with lengths), so it has one real frame, not none
-        frame = self.cfg.frontend.frame_length
-        frames = torch.tensor([self.frontend.num_frames(max(int(k), frame)) for k in n.tolist()])
+        frames = self.frontend.clip_frames(n)
         out.token_mask = self.token_mask(frames.to(x.device))
         return out
 
